@@ -1,0 +1,1 @@
+"""Build time: torchvision ResNet, the OpenCV-style preprocessing and the edge detector -> ONNX -> Triton."""

@@ -1,0 +1,176 @@
+"""The OpenCV-style ImageNet preprocessing, as an ONNX graph and as the cv2 reference it must match.
+
+The pipeline is the one people write by hand with OpenCV: resize so the shorter side is ``resize``
+pixels with ``cv2.INTER_LINEAR``, centre-crop ``crop`` x ``crop``, BGR -> RGB, scale to [0, 1], normalise
+with the ImageNet mean/std, HWC -> CHW. In the graph every size that depends on the image (resize target,
+crop offsets) is computed from ``Shape`` at run time, so one model serves images of any size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """The parameters people tune: shorter-side resize target, crop size, RGB mean and std."""
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if not 0 < self.crop <= self.resize:
+            raise ValueError(f"crop ({self.crop}) must be positive and at most resize ({self.resize})")
+
+
+def resized_size(height: int, width: int, resize: int) -> tuple[int, int]:
+    """Shorter side -> ``resize``, longer side scaled and truncated, as torchvision's ``Resize(int)`` does."""
+    if height <= width:
+        return resize, int(resize * width / height)
+    return int(resize * height / width), resize
+
+
+def reference_preprocess(image_bgr: np.ndarray, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
+    """The hand-written OpenCV + numpy pipeline: ``uint8 [H, W, 3]`` BGR -> ``float32 [3, crop, crop]``."""
+    if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"expected uint8 [H, W, 3] BGR, got {image_bgr.dtype} {list(image_bgr.shape)}")
+    height, width = image_bgr.shape[:2]
+    new_h, new_w = resized_size(height, width, spec.resize)
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, left = (new_h - spec.crop) // 2, (new_w - spec.crop) // 2
+    crop = resized[top : top + spec.crop, left : left + spec.crop, ::-1].astype(np.float32) / 255.0
+    normalised = (crop - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+def _const(name: str, values: object, dtype: type = np.int64) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def build_preprocess_model(spec: PreprocessSpec = PreprocessSpec(), opset: int = 17) -> onnx.ModelProto:
+    """``IMAGE uint8 [N, H, W, 3]`` BGR -> ``INPUT float32 [N, 3, crop, crop]``, sizes computed at run time.
+
+    ``N`` is Triton's batch dimension (images of one size); the resize runs in float on NHWC with
+    ``half_pixel`` coordinates, which is the sampling ``cv2.INTER_LINEAR`` uses (OpenCV then rounds to uint8,
+    so the two differ by under one uint8 level).
+    """
+    n = helper.make_node
+    scale = np.asarray(spec.std, np.float64) * 255.0
+    initializers = [
+        _const("idx_h", [1]),
+        _const("idx_w", [2]),
+        _const("idx_nc", [0, 3]),
+        _const("resize", [spec.resize], np.float64),
+        _const("crop", [spec.crop]),
+        _const("two", [2]),
+        _const("axes_hw", [1, 2]),
+        _const("bgr_to_rgb", [2, 1, 0]),
+        _const("inv_scale", (1.0 / scale).reshape(1, 1, 1, 3), np.float32),
+        _const("offset", (np.asarray(spec.mean) / np.asarray(spec.std)).reshape(1, 1, 1, 3), np.float32),
+    ]
+    nodes = [
+        n("Shape", ["IMAGE"], ["shape"]),
+        n("Gather", ["shape", "idx_h"], ["h"]),
+        n("Gather", ["shape", "idx_w"], ["w"]),
+        # shorter side -> resize; longer side -> trunc(resize * long / short), in float64 like Python.
+        n("Min", ["h", "w"], ["short"]),
+        n("Cast", ["short"], ["short_f"], to=TensorProto.DOUBLE),
+        n("Div", ["resize", "short_f"], ["factor"]),
+        n("Cast", ["h"], ["h_f"], to=TensorProto.DOUBLE),
+        n("Cast", ["w"], ["w_f"], to=TensorProto.DOUBLE),
+        n("Mul", ["h_f", "factor"], ["h_scaled"]),
+        n("Mul", ["w_f", "factor"], ["w_scaled"]),
+        n("Floor", ["h_scaled"], ["h_floor"]),
+        n("Floor", ["w_scaled"], ["w_floor"]),
+        n("Cast", ["h_floor"], ["new_h"], to=TensorProto.INT64),
+        n("Cast", ["w_floor"], ["new_w"], to=TensorProto.INT64),
+        # The shorter side is exactly `resize` (no float error), whichever it is.
+        n("Cast", ["resize"], ["resize_i"], to=TensorProto.INT64),
+        n("LessOrEqual", ["h", "w"], ["h_is_short"]),
+        n("Where", ["h_is_short", "resize_i", "new_h"], ["out_h"]),
+        n("Not", ["h_is_short"], ["w_is_short"]),
+        n("Where", ["w_is_short", "resize_i", "new_w"], ["out_w"]),
+        n("Gather", ["shape", "idx_nc"], ["nc"]),
+        n("Split", ["nc"], ["batch", "channels"], num_outputs=2, axis=0)
+        if opset >= 18
+        else n("Split", ["nc"], ["batch", "channels"], axis=0),
+        n("Concat", ["batch", "out_h", "out_w", "channels"], ["sizes"], axis=0),
+        n("Cast", ["IMAGE"], ["image_f"], to=TensorProto.FLOAT),
+        n(
+            "Resize",
+            ["image_f", "", "", "sizes"],
+            ["resized"],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        ),
+        # Centre crop: offsets (new - crop) // 2 on H and W.
+        n("Sub", ["out_h", "crop"], ["spare_h"]),
+        n("Sub", ["out_w", "crop"], ["spare_w"]),
+        n("Div", ["spare_h", "two"], ["top"]),
+        n("Div", ["spare_w", "two"], ["left"]),
+        n("Concat", ["top", "left"], ["starts"], axis=0),
+        n("Add", ["starts", "crop"], ["ends"]),
+        n("Slice", ["resized", "starts", "ends", "axes_hw"], ["cropped"]),
+        n("Gather", ["cropped", "bgr_to_rgb"], ["rgb"], axis=3),
+        # (x / 255 - mean) / std  ==  x * (1 / (255 std)) - mean / std
+        n("Mul", ["rgb", "inv_scale"], ["scaled"]),
+        n("Sub", ["scaled", "offset"], ["normalised"]),
+        n("Transpose", ["normalised"], ["INPUT"], perm=[0, 3, 1, 2]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "preprocess",
+        [helper.make_tensor_value_info("IMAGE", TensorProto.UINT8, ["N", "H", "W", 3])],
+        [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["N", 3, spec.crop, spec.crop])],
+        initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="export.preprocess"
+    )
+    model.doc_string = (
+        f"OpenCV-style preprocessing: shorter side {spec.resize} (INTER_LINEAR), centre crop {spec.crop}, "
+        f"BGR->RGB, /255, mean {spec.mean}, std {spec.std}, HWC->CHW"
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+# The sizes the parity check covers: square, both orientations, HD, a 12 MP photo, odd sizes, degenerate ones.
+PARITY_SIZES = (
+    (224, 224), (256, 256), (300, 400), (400, 300), (480, 640),
+    (1080, 1920), (3000, 4000), (257, 1023), (1, 1), (1, 7), (9, 2),
+)  # fmt: skip
+MAX_LEVEL_DIFF = 1.01
+
+
+def check_preprocess_parity(
+    model: onnx.ModelProto, spec: PreprocessSpec, sizes: tuple[tuple[int, int], ...] = PARITY_SIZES
+) -> dict[str, float]:
+    """Worst difference, in uint8 levels, of the graph vs ``reference_preprocess`` per size; raises past 1.01.
+
+    Uniform noise is the hardest input for an interpolation comparison (every neighbour differs).
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    levels = np.asarray(spec.std, np.float32)[:, None, None] * 255.0
+    worst: dict[str, float] = {}
+    for height, width in sizes:
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        graph = session.run(["INPUT"], {"IMAGE": image[None]})[0][0]
+        worst[f"{height}x{width}"] = float((np.abs(graph - reference_preprocess(image, spec)) * levels).max())
+    failed = {size: diff for size, diff in worst.items() if not diff <= MAX_LEVEL_DIFF}
+    if failed:
+        raise AssertionError(f"preprocessing differs from cv2 by more than one uint8 level: {failed}")
+    return worst

@@ -1,0 +1,264 @@
+"""Find a ``tritonserver``, give it a repository it can run, start it on chosen ports, stop it cleanly.
+
+Two installs are known: the NGC layout (``/opt/tritonserver``, with the native onnxruntime backend) and the
+binary inside PyPI's ``nvidia-pytriton`` wheel (python backend only). For the latter the launcher materialises
+a runtime copy of the repository in which every onnxruntime model is run by ``onnx_runner.py`` on the python
+backend; every other config field (batching, queue policy, ensemble, labels) is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+RUNNER = Path(__file__).with_name("onnx_runner.py")
+NGC_ROOT = Path("/opt/tritonserver")
+_ERROR_LINE = re.compile(r"^E\d{4} |UNAVAILABLE|^error:")
+_CPU_ONLY_NOISE = re.compile(r"CudaDriverHelper|CUDA|DCGM|NVML")  # logged on every start without a GPU
+
+
+class TritonError(RuntimeError):
+    """Triton could not be found, started, or made ready; the message says why."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+@dataclass(frozen=True)
+class Install:
+    """Where a tritonserver lives, its backends, and the libraries it needs on LD_LIBRARY_PATH."""
+
+    binary: Path
+    backends: Path
+    library_paths: tuple[Path, ...] = ()
+
+    @property
+    def has_onnxruntime(self) -> bool:
+        return (self.backends / "onnxruntime").is_dir()
+
+
+def find_install(cache: Path) -> Install:
+    """The NGC layout when present, else the wheel's binary with a python backend assembled in ``cache``."""
+    if (NGC_ROOT / "bin" / "tritonserver").is_file():
+        return Install(NGC_ROOT / "bin" / "tritonserver", NGC_ROOT / "backends")
+    try:
+        import pytriton
+    except ImportError:
+        raise TritonError(
+            "no tritonserver found: neither /opt/tritonserver nor the nvidia-pytriton wheel "
+            "(install it with `pip install -e '.[triton]'` or `make install`)"
+        ) from None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    stub = root / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not (stub / "triton_python_backend_stub").is_file():
+        raise TritonError(f"nvidia-pytriton ships no python backend stub for Python {stub.name}")
+    # The python backend looks for its stub beside libtriton_python.so: assemble that folder once.
+    python_backend = cache / "backends" / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    for source in [*(root / "backends" / "python").iterdir(), stub / "triton_python_backend_stub"]:
+        link = python_backend / source.name
+        if not link.exists():
+            link.symlink_to(source)
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    return Install(
+        root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR")))
+    )
+
+
+def materialise(repository: Path, target: Path, install: Install) -> Path:
+    """A repository ``install`` can run: links to the original, onnxruntime models rewritten for the python
+    backend when the server has no onnxruntime backend."""
+    target.mkdir(parents=True, exist_ok=True)
+    for config_path in sorted(repository.glob("*/config.pbtxt")):
+        source = config_path.parent
+        config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+        if config.backend != "onnxruntime" or install.has_onnxruntime:
+            (target / source.name).symlink_to(source.resolve(), target_is_directory=True)
+            continue
+        folder = target / source.name
+        folder.mkdir()
+        for entry in source.iterdir():
+            if entry.is_dir() and entry.name.isdigit():
+                if not (entry / "model.onnx").is_file():
+                    raise TritonError(f"{entry / 'model.onnx'} is missing: run `python -m export` first")
+                (folder / entry.name).mkdir()
+                (folder / entry.name / "model.onnx").symlink_to((entry / "model.onnx").resolve())
+                shutil.copyfile(RUNNER, folder / entry.name / "model.py")
+            elif entry.name != "config.pbtxt":
+                (folder / entry.name).symlink_to(entry.resolve())
+        config.backend = "python"
+        if sys.prefix != sys.base_prefix:  # in a virtualenv: the stub must see its packages
+            config.parameters["EXECUTION_ENV_PATH"].string_value = sys.prefix
+        (folder / "config.pbtxt").write_text(text_format.MessageToString(config))
+    return target
+
+
+def port_is_free(port: int, address: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _gpu_present() -> bool:
+    return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
+
+
+class TritonServer:
+    """A running ``tritonserver`` process; use as a context manager or call ``start``/``stop``."""
+
+    def __init__(
+        self,
+        repository: Path,
+        ports: Ports = Ports(),
+        address: str = "127.0.0.1",
+        exit_timeout_s: int = 30,
+        startup_timeout_s: float = 300.0,
+        log_path: Path | None = None,
+        cache: Path | None = None,
+    ) -> None:
+        self.repository = Path(repository)
+        self.ports = ports
+        self.address = address
+        self.exit_timeout_s = exit_timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self.cache = cache or Path(tempfile.gettempdir()) / f"tritonserve-{os.getuid()}"
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.address}:{self.ports.grpc}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.address}:{self.ports.http}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.address}:{self.ports.metrics}/metrics"
+
+    def command(self, install: Install, repository: Path) -> list[str]:
+        gpu = _gpu_present()
+        return [
+            str(install.binary),
+            f"--model-repository={repository}",
+            f"--backend-directory={install.backends}",
+            f"--http-address={self.address}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-address={self.address}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-address={self.address}",
+            f"--metrics-port={self.ports.metrics}",
+            f"--allow-gpu-metrics={str(gpu).lower()}",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            "--disable-auto-complete-config",
+            "--log-verbose=0",
+            *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
+        ]
+
+    def start(self) -> TritonServer:
+        taken = [
+            p
+            for p in (self.ports.http, self.ports.grpc, self.ports.metrics)
+            if not port_is_free(p, self.address)
+        ]
+        if taken:
+            raise TritonError(f"port(s) {', '.join(map(str, taken))} on {self.address} already in use")
+        install = find_install(self.cache)
+        self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
+        repository = materialise(self.repository, self._workdir / "models", install)
+        # Outside the work dir, which stop() removes: the log must outlive a failed start.
+        log_path = self.log_path or self.cache / f"tritonserver-{self.ports.grpc}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [*map(str, install.library_paths), *filter(None, [env.get("LD_LIBRARY_PATH")])]
+        )
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(install, repository), stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us; we stop Triton in order
+            )  # fmt: skip
+        self.log_path = log_path
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise TritonError(
+                    f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.2)
+        raise TritonError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def is_ready(self) -> bool:
+        url = f"{self.http_url}/v2/health/ready"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
+            return answer.status == 200
+        return False
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The log's error lines (failed models, bind errors), else its last lines: what a user needs."""
+        if not self.log_path or not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        errors = [line for line in text if _ERROR_LINE.search(line) and not _CPU_ONLY_NOISE.search(line)]
+        return "\n".join((errors or text)[-lines:]) + f"\n(full log: {self.log_path})"
+
+    def stop(self) -> int | None:
+        """SIGTERM, then wait Triton's own exit timeout (plus slack) before SIGKILL; returns the exit code."""
+        code = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                code = self.process.wait(timeout=self.exit_timeout_s + 5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code = self.process.wait()
+        elif self.process is not None:
+            code = self.process.returncode
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        return code
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
