@@ -1,0 +1,64 @@
+"""The app factory: settings in, a FastAPI app out, with its Triton channel and item store opened once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from gateway.auth import load_keys, require_api_key
+from gateway.errors import install_error_handlers
+from gateway.images import Decoder, Limits
+from gateway.inference import Inference
+from gateway.items import open_item_store
+from gateway.observability import Metrics, ObservabilityMiddleware
+from gateway.routes import health, images, items
+from gateway.settings import Settings
+
+DESCRIPTION = """
+REST in front of NVIDIA Triton. The compute-heavy routes (`/v1/classify`, `/v1/edges`) decode the image on the
+CPU and send it over gRPC to Triton, which runs the models (ONNX) and batches concurrent requests on the
+GPU. `/v1/items` is plain CRUD on SQLite or DynamoDB and never waits behind inference.
+
+Every error has the same JSON shape: `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics.create()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.inference = Inference(settings, metrics.triton_latency)
+        app.state.items = await open_item_store(settings)
+        app.state.decoder = Decoder(
+            Limits(settings.max_image_pixels, settings.min_image_side, settings.max_aspect_ratio),
+            threads=settings.decode_threads,
+            pixel_budget=settings.max_pixels_in_flight,
+            retry_after_s=settings.retry_after_s,
+        )
+        try:
+            yield
+        finally:
+            await app.state.inference.close()
+            await app.state.items.close()
+            app.state.decoder.close()
+
+    app = FastAPI(
+        title="tritonserve gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.api_keys = load_keys(settings)
+    install_error_handlers(app)
+    protected = [Depends(require_api_key)]
+    app.include_router(health.router, dependencies=protected if settings.protect_metrics else [])
+    app.include_router(images.router, dependencies=protected)
+    app.include_router(items.router, dependencies=protected)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,28 @@
+"""Typed dependencies: what a route needs, taken from the app's state (built once in the lifespan)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.inference import Inference
+from gateway.observability import Metrics
+from gateway.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_inference(request: Request) -> Inference:
+    return request.app.state.inference
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+InferenceDep = Annotated[Inference, Depends(get_inference)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -1,0 +1,132 @@
+"""Request ids, access logs and Prometheus metrics, as one pure ASGI middleware (no per-request tasks)."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+log = logging.getLogger("gateway.access")
+
+disable_created_metrics()  # *_created series double the exposition for no use here
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on every log record, so any line can be traced to its request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    inflight: Gauge
+    triton_latency: Histogram
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "gateway_requests",
+                "HTTP requests by route and status",
+                ["method", "route", "status"],
+                registry=registry,
+            ),  # fmt: skip
+            latency=Histogram(
+                "gateway_request_seconds",
+                "HTTP request latency by route and status",
+                ["method", "route", "status"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),  # fmt: skip
+            inflight=Gauge(
+                "gateway_inflight_requests",
+                "HTTP requests being served",
+                ["route"],
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),  # fmt: skip
+            triton_latency=Histogram(
+                "gateway_triton_call_seconds",
+                "gRPC calls to Triton by model and outcome",
+                ["model", "outcome"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),  # fmt: skip
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        """This process's metrics, or every worker's when uvicorn runs several (prometheus multiprocess)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
+        rid = sent if _CLIENT_ID.match(sent) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        path_route = "unmatched"
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        inflight = self.metrics.inflight.labels(route=scope["path"] if scope["path"] in _FIXED else "other")
+        inflight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            inflight.dec()
+            route = scope.get("route")
+            path_route = getattr(route, "path", path_route)
+            elapsed = time.perf_counter() - started
+            labels = {"method": scope["method"], "route": path_route, "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.latency.labels(**labels).observe(elapsed)
+            log.info("%s %s %s %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
+            request_id.reset(token)
+
+
+# In-flight is labelled by the routes worth watching; everything else shares one label (bounded cardinality).
+_FIXED = {"/v1/classify", "/v1/classify/batch", "/v1/edges"}

@@ -1,0 +1,196 @@
+"""The compute-heavy routes: classification (ResNet ensemble) and edge detection, both run by Triton."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from gateway.deps import InferenceDep, SettingsDep
+from gateway.errors import ApiError, ErrorResponse
+from gateway.images import IMAGE_MEDIA_TYPES, DecodedImage, Decoder
+from gateway.inference import Classification
+from gateway.uploads import image_parts
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+
+
+def _decoder(request: Request) -> Decoder:
+    return request.app.state.decoder
+
+
+def _image_body(multipart_field: str, multiple: bool) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
+    field = {"type": "array", "items": binary} if multiple else binary
+    content: dict[str, Any] = {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {multipart_field: field},
+                "required": [multipart_field],
+            }
+        }
+    }
+    if not multiple:
+        content |= {media: {"schema": binary} for media in IMAGE_MEDIA_TYPES}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "missing or wrong API key (when keys are configured)",
+        413: "body over the byte limit, or image over the pixel limit (read from its header)",
+        415: "not an image, or an unsupported format / Content-Type",
+        422: "corrupt, truncated, animated, too small or badly proportioned image; bad query parameter",
+        429: "this gateway or Triton's queue is full; retry after `Retry-After` seconds",
+        503: "Triton unavailable; retry after `Retry-After` seconds",
+        504: "Triton did not answer within the deadline",
+    }.items()
+}
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    format: str = Field(examples=["JPEG"])
+
+
+class Prediction(BaseModel):
+    label: str = Field(examples=["tabby"])
+    index: int = Field(ge=0, examples=[281])
+    probability: float = Field(ge=0, le=1, examples=[0.8731])
+
+
+class ClassifyResponse(BaseModel):
+    model: str = Field(description="the Triton model that answered", examples=["classify"])
+    model_version: str = Field(examples=["1"])
+    image: ImageInfo
+    predictions: list[Prediction] = Field(description="top-k, most probable first; softmax over all classes")
+
+
+class ClassifyBatchItem(ClassifyResponse):
+    filename: str
+
+
+class ClassifyBatchResponse(BaseModel):
+    results: list[ClassifyBatchItem] = Field(description="one per uploaded file, in upload order")
+
+
+def _answer(image: DecodedImage, result: Classification) -> dict[str, Any]:
+    return {
+        "model": result.model,
+        "model_version": result.model_version,
+        # As classified: after EXIF orientation, which may swap the header's width and height.
+        "image": {
+            "width": image.array.shape[1],
+            "height": image.array.shape[0],
+            "format": image.header.format,
+        },
+        "predictions": [vars(p) for p in result.predictions],
+    }
+
+
+TopK = Annotated[int, Query(ge=1, le=20, description="how many classes to return")]
+
+
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    summary="Classify one image (ResNet on Triton, dynamically batched)",
+    description="Send the image as the raw body (`Content-Type: image/jpeg`, `image/png`, `image/webp`, "
+    "`image/bmp`, `image/tiff`) or as a multipart upload in the field `file`. EXIF orientation is honoured; "
+    "grayscale and RGBA images are converted to 3 channels.",
+    openapi_extra=_image_body("file", multiple=False),
+    responses=_ERRORS,
+)
+async def classify(request: Request, inference: InferenceDep, settings: SettingsDep, top_k: TopK = 5) -> Any:
+    async with inference.admitted():
+        parts = await image_parts(request, settings.max_body_bytes, max_files=1)
+        async with _decoder(request).decoded(parts) as [image]:
+            return _answer(image, await inference.classify(image.array, top_k))
+
+
+@router.post(
+    "/classify/batch",
+    response_model=ClassifyBatchResponse,
+    summary="Classify several images; each is its own Triton request, so Triton batches them",
+    openapi_extra=_image_body("files", multiple=True),
+    responses=_ERRORS,
+)
+async def classify_batch(
+    request: Request, inference: InferenceDep, settings: SettingsDep, top_k: TopK = 5
+) -> Any:
+    async with inference.admitted():
+        parts = await image_parts(request, settings.max_body_bytes, max_files=settings.max_batch_images)
+        async with _decoder(request).decoded(parts) as images:
+            results = await asyncio.gather(*(inference.classify(image.array, top_k) for image in images))
+    return {
+        "results": [
+            {"filename": image.name, **_answer(image, result)}
+            for image, result in zip(images, results, strict=True)
+        ]
+    }
+
+
+class EdgesFormat(StrEnum):
+    png = "png"
+    json = "json"
+
+
+class EdgesSummary(BaseModel):
+    width: int
+    height: int
+    edge_pixels: int = Field(description="pixels marked as edges (255 in the PNG)")
+    edge_fraction: float
+    low: float
+    high: float
+
+
+@router.post(
+    "/edges",
+    summary="Canny-style edge map of one image (an ONNX model on Triton)",
+    description="The same upload rules as `/v1/classify`. Answers a black-and-white PNG of the image's size, "
+    "or with `format=json` a summary with the edge-pixel count.",
+    openapi_extra=_image_body("file", multiple=False),
+    responses={
+        200: {
+            "content": {"image/png": {}, "application/json": {"schema": EdgesSummary.model_json_schema()}},
+            "description": "the edge map (PNG) or its summary (JSON)",
+        },
+        **_ERRORS,
+    },  # fmt: skip
+)
+async def edges(
+    request: Request,
+    inference: InferenceDep,
+    settings: SettingsDep,
+    low: Annotated[float, Query(ge=0, le=10_000, description="hysteresis low threshold")] = 100.0,
+    high: Annotated[float, Query(ge=0, le=10_000, description="hysteresis high threshold")] = 200.0,
+    format: Annotated[EdgesFormat, Query(description="png (default) or json")] = EdgesFormat.png,
+) -> Response:
+    if low > high:
+        raise ApiError(422, "invalid_request", f"low ({low:g}) must not exceed high ({high:g})")
+    async with inference.admitted():
+        parts = await image_parts(request, settings.max_body_bytes, max_files=1)
+        decoder = _decoder(request)
+        async with decoder.decoded(parts) as [image]:
+            edge_map = await inference.edges(image.array, low, high)
+    if format is EdgesFormat.json:
+        count = int(np.count_nonzero(edge_map))
+        summary = EdgesSummary(
+            width=edge_map.shape[1], height=edge_map.shape[0], edge_pixels=count,
+            edge_fraction=count / edge_map.size, low=low, high=high,
+        )  # fmt: skip
+        return Response(summary.model_dump_json(), media_type="application/json")
+    loop = asyncio.get_running_loop()
+    ok, png = await loop.run_in_executor(decoder.pool, cv2.imencode, ".png", edge_map)
+    if not ok:
+        raise ApiError(500, "internal", "the edge map could not be encoded")
+    return Response(png.tobytes(), media_type="image/png")

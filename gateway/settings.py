@@ -1,0 +1,69 @@
+"""Gateway configuration: one pydantic-settings class, read from ``GATEWAY_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the gateway process can be told; built once in ``create_app`` and injected."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    # Where it listens (python -m gateway).
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout_s: float = Field(
+        20.0, gt=0, description="graceful shutdown bound; keep below the ECS stopTimeout"
+    )
+
+    # Triton, over gRPC (KServe v2).
+    triton_url: str = "127.0.0.1:8001"
+    classify_model: str = "classify"
+    edges_model: str = "edges"
+    classify_timeout_s: float = Field(10.0, gt=0, description="deadline of one classify call to Triton")
+    edges_timeout_s: float = Field(10.0, gt=0, description="deadline of one edges call to Triton")
+    max_inflight: int = Field(256, ge=1, description="inference requests in flight per process; more get 429")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429 and 503")
+
+    # Uploads.
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="image request body limit")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="width x height limit, read from the header")
+    min_image_side: int = Field(8, ge=1, description="smallest width or height accepted")
+    max_aspect_ratio: float = Field(20.0, ge=1, description="longest over shortest side")
+    max_batch_images: int = Field(32, ge=1, description="files in one /v1/classify/batch request")
+    max_pixels_in_flight: int = Field(
+        400_000_000, ge=1, description="decoded pixels held at once per process (about 3 bytes each)"
+    )
+    decode_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="bounded image-decode pool"
+    )
+
+    # Items (CRUD).
+    item_store: Literal["sqlite", "dynamodb"] = "sqlite"
+    sqlite_path: Path = Path("var/items.sqlite3")
+    dynamodb_table: str = "items"
+    aws_region: str = "us-east-1"
+    dynamodb_endpoint_url: str | None = None
+    max_item_bytes: int = Field(64 * 1024, ge=256, description="JSON body limit for /v1/items")
+
+    # Authentication: off while no key is configured.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated API keys"
+    )
+    api_keys_file: Path | None = Field(None, description="one API key per line")
+    protect_metrics: bool = Field(False, description="require a key for /metrics too")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
