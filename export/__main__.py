@@ -12,6 +12,8 @@ from export import repository
 from export.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from export.progress import Steps
 
+# onnx writes its newest IR version; the onnxruntime inside the pinned NGC Triton image reads up to IR 10.
+IR_VERSION = 8
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 
 
@@ -102,6 +104,7 @@ def export_all(args: argparse.Namespace, spec: PreprocessSpec, configs: dict) ->
         for name, proto in models.items():
             folder = args.repository / name / repository.VERSION
             folder.mkdir(parents=True, exist_ok=True)
+            proto.ir_version = min(proto.ir_version, IR_VERSION)
             onnx.save(proto, str(folder / "model.onnx"))
         repository.write_configs(args.repository, configs)
         repository.write_labels(args.repository, [repository.CLASSIFY, args.model], class_names(args.model))

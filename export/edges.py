@@ -185,9 +185,7 @@ def build_edges_model(
         [helper.make_tensor_value_info("EDGES", TensorProto.UINT8, ["N", "H", "W"])],
         defaults + g.initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="export.edges"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="export.edges")
     model.doc_string = (
         f"Canny edges: gray, Gaussian {blur_ksize}x{blur_ksize} sigma {blur_sigma} (replicated border), "
         f"Sobel 3x3, L1 magnitude, LOW {default_low} / HIGH {default_high} by default, "
