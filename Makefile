@@ -10,11 +10,11 @@ MODEL      ?= resnet50
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
-.PHONY: help install models serve test lint reliability bench clean
+.PHONY: help install models serve test reliability bench deploy deploy-dry-run lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ $(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py) | $(STAMP)
 
 test: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests need and run the whole suite
 	$(PY) -m pytest
+
+reliability: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)
+	$(PY) -m pytest -m reliability
+
+DEPLOY_ARGS ?=
+deploy: install models  ## deploy to Amazon ECS: DEPLOY_ARGS="--cluster ... --bucket ..." (deploy/ecs/README.md)
+	$(PY) -m deploy.ecs --model-repository $(REPOSITORY) $(DEPLOY_ARGS)
+
+deploy-dry-run: install  ## print the ECS plan, task definition and IAM policies without calling AWS
+	$(PY) -m deploy.ecs --dry-run --model-repository $(REPOSITORY) $(DEPLOY_ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,1 @@
+"""Ways to run the stack somewhere other than this machine (``deploy.ecs``: Amazon ECS)."""
