@@ -1,0 +1,329 @@
+"""The benchmark report: every figure as JSON, a Markdown summary a person reads, and two PNG plots.
+
+Rendering is separate from measuring, so a report can be rebuilt from fixed results (and tested that way).
+Plots use matplotlib's object API (``Figure``), which needs no display and leaves pyplot's global state alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from bench.costs import Option, PriceTable
+from bench.loadgen import LevelResult, Timing
+from bench.triton_stats import TritonDelta
+
+
+@dataclass(frozen=True)
+class Level:
+    """One concurrency level of a scenario: the client's view and, where Triton served it, the model's."""
+
+    load: LevelResult
+    triton: TritonDelta | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str  # a stable key, used by ratios and in the JSON
+    title: str  # what a reader sees
+    levels: list[Level]
+
+    def at(self, concurrency: int) -> Level | None:
+        return next((level for level in self.levels if level.load.concurrency == concurrency), None)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Throughput of one scenario over another's at one concurrency, optionally against a goal."""
+
+    label: str
+    numerator: str
+    denominator: str
+    concurrency: int
+    at_least: float | None = None
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A figure the issue sets a target for, measured in this run; ``detail`` says where it was read."""
+
+    label: str
+    value: float | None
+    unit: str
+    at_least: float | None = None
+    at_most: float | None = None
+    detail: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        """None without a value (the run did not measure it)."""
+        if self.value is None:
+            return None
+        return (self.at_least is None or self.value >= self.at_least) and (
+            self.at_most is None or self.value <= self.at_most
+        )
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled table the benchmark adds beside the scenarios (profile, CPU, sweep): numbers in the JSON,
+    formatted in the Markdown, with findings as bullets under it."""
+
+    title: str
+    text: str
+    header: list[str]
+    rows: list[list[str | int | float | None]]
+    findings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    started_at: str  # ISO 8601, when the run began
+    machine: dict[str, object]  # bench.machine.machine_info()
+    timing: Timing
+    scenarios: list[Scenario]
+    ratios: list[Ratio]
+    costs: dict[str, list[Option]]  # route -> bench.costs.rank_routes() options, cheapest first
+    p99_target_ms: float
+    prices: PriceTable
+    notes: list[str] = field(default_factory=list)
+    goals: list[Goal] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    json: Path
+    markdown: Path
+    throughput_png: Path
+    p99_png: Path
+
+
+def ratio_value(report: Report, ratio: Ratio) -> float | None:
+    """None when either side is missing or the denominator measured nothing."""
+    scenarios = {scenario.name: scenario for scenario in report.scenarios}
+    sides = [scenarios.get(name) for name in (ratio.numerator, ratio.denominator)]
+    levels = [scenario.at(ratio.concurrency) if scenario else None for scenario in sides]
+    if levels[0] is None or levels[1] is None or levels[1].load.throughput_rps <= 0:
+        return None
+    return levels[0].load.throughput_rps / levels[1].load.throughput_rps
+
+
+@dataclass(frozen=True)
+class RatioResult:
+    ratio: Ratio
+    value: float | None
+    met: bool | None  # None without a goal or without a value
+
+
+def evaluate_ratios(report: Report) -> list[RatioResult]:
+    results = []
+    for ratio in report.ratios:
+        value = ratio_value(report, ratio)
+        met = None if ratio.at_least is None or value is None else value >= ratio.at_least
+        results.append(RatioResult(ratio, value, met))
+    return results
+
+
+def to_json(report: Report) -> dict[str, object]:
+    """Every figure of the report, ratios evaluated, as plain JSON types."""
+    ratios = [
+        {**dataclasses.asdict(result.ratio), "value": result.value, "met": result.met}
+        for result in evaluate_ratios(report)
+    ]
+    goals = [{**dataclasses.asdict(goal), "met": goal.met} for goal in report.goals]
+    return {**dataclasses.asdict(report), "ratios": ratios, "goals": goals}
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in errors.items()) or "0"
+
+
+def _scenario_rows(scenario: Scenario) -> list[list[str]]:
+    rows = []
+    for level in scenario.levels:
+        load, triton = level.load, level.triton
+        rows.append(
+            [
+                str(load.concurrency),
+                _fmt(load.throughput_rps),
+                _fmt(load.latency.p50_ms),
+                _fmt(load.latency.p95_ms),
+                _fmt(load.latency.p99_ms),
+                _errors(load.errors),
+                _fmt(triton.mean_batch_size, 2) if triton else "-",
+                _fmt(triton.mean_queue_ms, 2) if triton else "-",
+            ]
+        )
+    return rows
+
+
+_VERDICTS = {None: "-", True: "met", False: "missed"}
+
+
+def _goal_rows(report: Report) -> list[list[str]]:
+    rows = []
+    for goal in report.goals:
+        bounds = [f">= {goal.at_least:,g}"] if goal.at_least is not None else []
+        bounds += [f"<= {goal.at_most:,g}"] if goal.at_most is not None else []
+        value = f"{_fmt(goal.value, 2)} {goal.unit}" if goal.value is not None else "not measured"
+        rows.append([goal.label, value, " and ".join(bounds) or "-", _VERDICTS[goal.met], goal.detail or "-"])
+    return rows
+
+
+def _cell(value: str | int | float | None) -> str:
+    if isinstance(value, float):
+        return _fmt(value, 2)
+    return "-" if value is None else f"{value:,}" if isinstance(value, int) else value
+
+
+def _section(section: Section) -> list[str]:
+    lines = [f"## {section.title}", ""] + ([section.text, ""] if section.text else [])
+    lines += _table(section.header, [[_cell(value) for value in row] for row in section.rows]) + [""]
+    return lines + [f"- {finding}" for finding in section.findings] + ([""] if section.findings else [])
+
+
+def _ratio_rows(report: Report) -> list[list[str]]:
+    rows = []
+    for result in evaluate_ratios(report):
+        ratio = result.ratio
+        verdict = _VERDICTS[result.met]
+        goal = "-" if ratio.at_least is None else f">= {ratio.at_least:g}"
+        rows.append([ratio.label, str(ratio.concurrency), _fmt(result.value, 2), goal, verdict])
+    return rows
+
+
+def _cost_rows(report: Report) -> list[list[str]]:
+    rows = []
+    for route, options in report.costs.items():
+        if not options:
+            rows.append([route, "none met the target", "-", "-", "-", "-", "-"])
+        for rank, option in enumerate(options):
+            name = f"**{option.instance}** (cheapest)" if rank == 0 else option.instance
+            rows.append(
+                [
+                    route,
+                    name,
+                    f"{option.usd_per_hour:.4g}",
+                    str(option.concurrency),
+                    _fmt(option.throughput_rps),
+                    _fmt(option.p99_ms),
+                    f"{option.usd_per_million:.4g}",
+                ]
+            )
+    return rows
+
+
+def _machine_rows(machine: dict[str, object]) -> list[list[str]]:
+    rows = []
+    for key, value in machine.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{name} {version}" for name, version in value.items())
+        elif isinstance(value, list):
+            value = "; ".join(map(str, value)) or "none"
+        rows.append([key, str(value)])
+    return rows
+
+
+def to_markdown(report: Report, files: ReportFiles) -> str:
+    timing = report.timing
+    lines = [
+        f"# {report.title}",
+        "",
+        f"Run started {report.started_at}. Closed loop per level: {timing.warmup_s:g} s warm-up, then "
+        f"{timing.window_s:g} s measured (at most {timing.max_requests:,} requests a level). Throughput "
+        "counts successful requests completed inside the window; mean batch and queue come from Triton's "
+        "statistics over the same window.",
+        "",
+    ]
+    lines += [f"- {note}" for note in report.notes] + ([""] if report.notes else [])
+    if report.goals:
+        lines += ["## Goals", ""]
+        lines += _table(["goal", "measured", "target", "verdict", "where"], _goal_rows(report)) + [""]
+    if report.ratios:
+        lines += ["## Ratios (throughput, side by side in this run)", ""]
+        lines += _table(["ratio", "concurrency", "value", "goal", "verdict"], _ratio_rows(report)) + [""]
+    header = ["concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "mean batch", "queue ms"]
+    for scenario in report.scenarios:
+        lines += [f"## {scenario.title}", "", f"`{scenario.name}`", ""]
+        lines += _table(header, _scenario_rows(scenario)) + [""]
+    prices = report.prices
+    lines += [
+        f"## Cost per million requests (p99 within {report.p99_target_ms:g} ms)",
+        "",
+        f"On-demand {prices.region} prices as of {prices.as_of} ({prices.currency}). {prices.note} "
+        "Each instance kind is priced at its highest-throughput level that meets the p99 target.",
+        "",
+    ]
+    cost_header = ["route", "instance", "$/hour", "concurrency", "req/s", "p99 ms", "$ per million"]
+    lines += _table(cost_header, _cost_rows(report)) + [""]
+    for section in report.sections:
+        lines += _section(section)
+    lines += [
+        "## Plots",
+        "",
+        f"![throughput against concurrency]({files.throughput_png.name})",
+        "",
+        f"![p99 latency against concurrency]({files.p99_png.name})",
+        "",
+        "## Machine",
+        "",
+    ]
+    lines += _table(["", ""], _machine_rows(report.machine)) + [""]
+    return "\n".join(lines)
+
+
+def _plot(report: Report, path: Path, ylabel: str, metric: Callable[[LevelResult], float | None]) -> None:
+    """One line per scenario, both axes logarithmic: scenarios differ by orders of magnitude (CRUD against
+    naive inference, idle against saturated latency). Levels without a positive value are gaps."""
+    figure = Figure(figsize=(8, 5), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    concurrencies: set[int] = set()
+    for scenario in report.scenarios:
+        xs = [level.load.concurrency for level in scenario.levels]
+        ys = [metric(level.load) for level in scenario.levels]
+        axes.plot(xs, [y if y else float("nan") for y in ys], marker="o", label=scenario.title)
+        concurrencies.update(xs)
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sorted(concurrencies), labels=[str(c) for c in sorted(concurrencies)])
+    axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:g}"))
+    axes.yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+    axes.set_xlabel("concurrency (closed-loop clients)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(f"{report.title}: {ylabel}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.savefig(path, format="png")
+
+
+def write_report(report: Report, out_dir: Path) -> ReportFiles:
+    """Write report.json, report.md, throughput.png and p99_latency.png into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(
+        json=out_dir / "report.json",
+        markdown=out_dir / "report.md",
+        throughput_png=out_dir / "throughput.png",
+        p99_png=out_dir / "p99_latency.png",
+    )
+    files.json.write_text(json.dumps(to_json(report), indent=2) + "\n")
+    files.markdown.write_text(to_markdown(report, files))
+    _plot(report, files.throughput_png, "throughput (requests/s)", lambda load: load.throughput_rps)
+    _plot(report, files.p99_png, "p99 latency (ms)", lambda load: load.latency.p99_ms)
+    return files
