@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = load_keys(settings)
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
-    app.include_router(health.router, dependencies=protected if settings.protect_metrics else [])
+    app.include_router(health.router)
+    app.include_router(health.metrics_router, dependencies=protected if settings.protect_metrics else [])
     app.include_router(images.router, dependencies=protected)
     app.include_router(items.router, dependencies=protected)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)

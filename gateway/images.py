@@ -62,6 +62,8 @@ def read_header(data: bytes, limits: Limits) -> Header:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(limits) from None
     except UnidentifiedImageError:
+        if sniffed := _sniff(data):
+            raise ApiError(422, "corrupt_image", f"this looks like a {sniffed} with a corrupt header") from None
         raise ApiError(
             415, "unsupported_image", f"not a supported image; send one of {', '.join(IMAGE_MEDIA_TYPES)}"
         ) from None
@@ -91,6 +93,16 @@ def read_header(data: bytes, limits: Limits) -> Header:
             f"{header.width}x{header.height}: aspect ratios above {limits.max_aspect_ratio:g} are refused",
         )  # fmt: skip
     return header
+
+
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def _sniff(data: bytes) -> str | None:
+    """The format a file's first bytes announce, so a corrupt header is called corrupt, not unsupported."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _MAGIC.items() if data.startswith(magic)), None)
 
 
 def _too_many_pixels(limits: Limits, header: Header | None = None) -> ApiError:

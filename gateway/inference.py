@@ -10,11 +10,23 @@ from dataclasses import dataclass
 import numpy as np
 import tritonclient.grpc.aio as triton
 from prometheus_client import Histogram
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
 from gateway.budget import Budget
 from gateway.errors import ApiError
 from gateway.settings import Settings
+
+
+CHANNEL_ARGS = [
+    # Images travel as raw pixels: allow Triton's own limit rather than gRPC's 4 MB default.
+    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+    # After Triton restarts, reconnect within a second or so (gRPC's default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class Inference:
 
     def __init__(self, settings: Settings, triton_latency: Histogram) -> None:
         self.settings = settings
-        self.client = triton.InferenceServerClient(settings.triton_url)
+        self.client = triton.InferenceServerClient(settings.triton_url, channel_args=CHANNEL_ARGS)
         self.inflight = Budget(settings.max_inflight)
         self.latency = triton_latency
 

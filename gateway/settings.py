@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         default_factory=list, description="comma-separated API keys"
     )
     api_keys_file: Path | None = Field(None, description="one API key per line")
-    protect_metrics: bool = Field(False, description="require a key for /metrics too")
+    protect_metrics: bool = Field(False, description="require a key for /metrics too (probes stay open)")
 
     @field_validator("api_keys", mode="before")
     @classmethod

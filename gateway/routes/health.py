@@ -10,6 +10,8 @@ from gateway.deps import InferenceDep, MetricsDep
 from gateway.items import StoreUnavailable
 
 router = APIRouter(tags=["health"])
+# Metrics may sit behind the API keys (GATEWAY_PROTECT_METRICS); probes stay open for load balancers.
+metrics_router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
@@ -44,7 +46,7 @@ async def readyz(request: Request, inference: InferenceDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+@metrics_router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})  # fmt: skip
 async def metrics(metrics: MetricsDep) -> Response:
     payload, content_type = metrics.exposition()

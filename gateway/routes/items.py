@@ -86,6 +86,8 @@ IfMatchHeader = Annotated[
         alias="If-Match",
         description='`*` (the item must exist) or its ETag, e.g. `"3"`: the write happens only if the item is '
         "still at that version, else 412",
+        # Documented, not enforced: any other tag is a precondition that cannot hold (412, RFC 9110), not a 422.
+        json_schema_extra={"pattern": r'^\s*(\*|"[0-9]{1,18}")\s*$'},
     ),
 ]
 IdempotencyKeyHeader = Annotated[
