@@ -7,11 +7,10 @@ which); measurements from several machines are ranked together.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from bench.loadgen import LevelResult
 

@@ -32,9 +32,7 @@ def classify(client: grpcclient.InferenceServerClient, image_bgr: np.ndarray, to
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image", help="a JPEG, PNG, WebP, BMP or TIFF file")
-    parser.add_argument(
-        "--url", default="127.0.0.1:8001", help="Triton's gRPC address (default: %(default)s)"
-    )
+    parser.add_argument("--url", default="127.0.0.1:8001", help="Triton's gRPC address (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args()
     image = cv2.imread(args.image, cv2.IMREAD_COLOR)  # honours EXIF orientation, always 3-channel BGR

@@ -39,16 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="seed:0",
         help="seed:N (random init, no network), a .pth state dict, or s3://bucket/key",
     )
-    parser.add_argument(
-        "--fp16", action="store_true", help="run the network in half precision (I/O stays fp32)"
-    )
+    parser.add_argument("--fp16", action="store_true", help="run the network in half precision (I/O stays fp32)")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="default: %(default)s")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--resize", type=int, default=256, help="shorter side after resize")
     parser.add_argument("--crop", type=int, default=224, help="centre crop size")
-    parser.add_argument(
-        "--mean", type=_triple, default=IMAGENET_MEAN, help="RGB mean, e.g. 0.485,0.456,0.406"
-    )
+    parser.add_argument("--mean", type=_triple, default=IMAGENET_MEAN, help="RGB mean, e.g. 0.485,0.456,0.406")
     parser.add_argument("--std", type=_triple, default=IMAGENET_STD, help="RGB std, e.g. 0.229,0.224,0.225")
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
     parser.add_argument("--max-queue-delay-us", type=int, default=defaults.max_queue_delay_us)

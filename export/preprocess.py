@@ -134,9 +134,7 @@ def build_preprocess_model(spec: PreprocessSpec = PreprocessSpec(), opset: int =
         [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["N", 3, spec.crop, spec.crop])],
         initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="export.preprocess"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="export.preprocess")
     model.doc_string = (
         f"OpenCV-style preprocessing: shorter side {spec.resize} (INTER_LINEAR), centre crop {spec.crop}, "
         f"BGR->RGB, /255, mean {spec.mean}, std {spec.std}, HWC->CHW"

@@ -41,9 +41,7 @@ class Steps:
 
     def _tick(self, prefix: str, start: float, stop: threading.Event) -> None:
         while not stop.wait(0.2):
-            print(
-                f"\r{prefix} ... {time.perf_counter() - start:5.1f} s", end="", file=self.stream, flush=True
-            )
+            print(f"\r{prefix} ... {time.perf_counter() - start:5.1f} s", end="", file=self.stream, flush=True)
 
     def _finish(
         self, prefix: str, start: float, stop: threading.Event, ticker: threading.Thread | None, word: str

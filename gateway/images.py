@@ -75,9 +75,7 @@ def read_header(data: bytes, limits: Limits) -> Header:
             f"{', '.join(IMAGE_MEDIA_TYPES)}",
         )  # fmt: skip
     if frames > 1:
-        raise ApiError(
-            422, "animated_image", f"animated or multi-frame images ({frames} frames) are not supported"
-        )
+        raise ApiError(422, "animated_image", f"animated or multi-frame images ({frames} frames) are not supported")
     if header.pixels > limits.max_pixels:
         raise _too_many_pixels(limits, header)
     short, long = sorted((header.width, header.height))
@@ -117,9 +115,7 @@ def decode(data: bytes, header: Header) -> np.ndarray:
         raise ApiError(422, "corrupt_image", "the JPEG is truncated (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise ApiError(
-            422, "corrupt_image", f"the {header.format} data could not be decoded (truncated or corrupt)"
-        )
+        raise ApiError(422, "corrupt_image", f"the {header.format} data could not be decoded (truncated or corrupt)")
     return image
 
 

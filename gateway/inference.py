@@ -17,7 +17,6 @@ from gateway.budget import Budget
 from gateway.errors import ApiError
 from gateway.settings import Settings
 
-
 CHANNEL_ARGS = [
     # Images travel as raw pixels: allow Triton's own limit rather than gRPC's 4 MB default.
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),

@@ -20,9 +20,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    shutdown_timeout_s: float = Field(
-        20.0, gt=0, description="graceful shutdown bound; keep below the ECS stopTimeout"
-    )
+    shutdown_timeout_s: float = Field(20.0, gt=0, description="graceful shutdown bound; keep below the ECS stopTimeout")
 
     # Triton, over gRPC (KServe v2).
     triton_url: str = "127.0.0.1:8001"
@@ -55,9 +53,7 @@ class Settings(BaseSettings):
     max_item_bytes: int = Field(64 * 1024, ge=256, description="JSON body limit for /v1/items")
 
     # Authentication: off while no key is configured.
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="comma-separated API keys"
-    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, description="comma-separated API keys")
     api_keys_file: Path | None = Field(None, description="one API key per line")
     protect_metrics: bool = Field(False, description="require a key for /metrics too (probes stay open)")
 

@@ -50,25 +50,15 @@ async def image_parts(request: Request, limit: int, max_files: int) -> list[tupl
             415, "unsupported_media_type",
             f"{got}: send the image as the raw body ({', '.join(IMAGE_MEDIA_TYPES)}) or multipart/form-data",
         )  # fmt: skip
-    parser = MultiPartParser(
-        request.headers, limited_stream(request, limit), max_files=max_files, max_fields=16
-    )
+    parser = MultiPartParser(request.headers, limited_stream(request, limit), max_files=max_files, max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise ApiError(
-            422, "malformed_multipart", f"the multipart body could not be parsed: {exc.message}"
-        ) from None
+        raise ApiError(422, "malformed_multipart", f"the multipart body could not be parsed: {exc.message}") from None
     try:
-        files = [
-            (value.filename or key, value)
-            for key, value in form.multi_items()
-            if isinstance(value, UploadFile)
-        ]
+        files = [(value.filename or key, value) for key, value in form.multi_items() if isinstance(value, UploadFile)]
         if not files:
-            raise ApiError(
-                422, "missing_file", "the multipart body has no file part (send the image as `file`)"
-            )
+            raise ApiError(422, "missing_file", "the multipart body has no file part (send the image as `file`)")
         return [(name, await upload.read()) for name, upload in files]
     finally:
         await form.close()

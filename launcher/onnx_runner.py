@@ -27,9 +27,7 @@ class TritonPythonModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if args["model_instance_kind"] == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(
-                0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])})
-            )
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, options, providers=providers)
         self.inputs = [tensor["name"] for tensor in config["input"]]
@@ -64,9 +62,7 @@ class TritonPythonModel:
         """Indices of requests that can share one call: same inputs present with the same per-item shapes."""
         groups = {}
         for i, feed in enumerate(feeds):
-            key = tuple(
-                (name, array.shape[1:] if self.batched else array.shape) for name, array in feed.items()
-            )
+            key = tuple((name, array.shape[1:] if self.batched else array.shape) for name, array in feed.items())
             groups.setdefault(key if self.batched else i, []).append(i)
         return groups.values()
 

@@ -79,9 +79,7 @@ def find_install(cache: Path) -> Install:
         if not link.exists():
             link.symlink_to(source)
     libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
-    return Install(
-        root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR")))
-    )
+    return Install(root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR"))))
 
 
 def materialise(repository: Path, target: Path, install: Install) -> Path:
@@ -183,11 +181,7 @@ class TritonServer:
         ]
 
     def start(self) -> TritonServer:
-        taken = [
-            p
-            for p in (self.ports.http, self.ports.grpc, self.ports.metrics)
-            if not port_is_free(p, self.address)
-        ]
+        taken = [p for p in (self.ports.http, self.ports.grpc, self.ports.metrics) if not port_is_free(p, self.address)]
         if taken:
             raise TritonError(f"port(s) {', '.join(map(str, taken))} on {self.address} already in use")
         install = find_install(self.cache)
@@ -218,9 +212,7 @@ class TritonServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise TritonError(
-                    f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}"
-                )
+                raise TritonError(f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}")
             if self.is_ready():
                 return
             time.sleep(0.2)

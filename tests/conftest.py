@@ -98,9 +98,7 @@ class Gateway:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"gateway exited with {self.process.returncode}:\n{self.log_path.read_text()}"
-                )
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log_path.read_text()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self

@@ -68,9 +68,7 @@ def test_request_cap_closes_the_window_early() -> None:
         await asyncio.sleep(0.001)
 
     started = time.perf_counter()
-    result = asyncio.run(
-        run_level(send, 4, Timing(warmup_s=0, window_s=30, drain_s=30, max_requests=50), recorder)
-    )
+    result = asyncio.run(run_level(send, 4, Timing(warmup_s=0, window_s=30, drain_s=30, max_requests=50), recorder))
     assert time.perf_counter() - started < 10  # nowhere near the 30 s window
     assert result.issued == 50 and result.capped
     assert 0 < result.window_s < 10

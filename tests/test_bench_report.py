@@ -45,9 +45,7 @@ GATEWAY = Scenario(
         Level(_load(16, 1234.5, 10.0, {"http_503": 2}), _triton(6.6, 2.0)),
     ],
 )
-NO_SUCCESS = LevelResult(
-    16, 10.0, 0, {"timeout": 7}, 0.0, LatencySummary(0, None, None, None, None, None), 7, False, 7
-)
+NO_SUCCESS = LevelResult(16, 10.0, 0, {"timeout": 7}, 0.0, LatencySummary(0, None, None, None, None, None), 7, False, 7)
 NAIVE = Scenario(
     name="naive",
     title="Naive eager PyTorch",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import numpy as np
@@ -73,7 +72,7 @@ def test_error_kinds_of_the_clients_in_use() -> None:
     assert error_kind(rpc_error) == "grpc_DEADLINE_EXCEEDED"
     assert error_kind(InferenceServerException("gone", status="StatusCode.UNAVAILABLE")) == "grpc_UNAVAILABLE"
     assert error_kind(InferenceServerException("no status")) == "InferenceServerException"
-    assert error_kind(asyncio.TimeoutError()) == "timeout"
+    assert error_kind(TimeoutError()) == "timeout"
     assert error_kind(httpx.ConnectError("refused")) == "ConnectError"
 
 

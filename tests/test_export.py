@@ -74,9 +74,7 @@ def test_resnet_onnx_matches_eager_pytorch() -> None:
     model = Classifier(load_backbone("resnet18", "seed:0"))
     proto = export_onnx(model, 224)
     assert check_parity(model, proto, 224) <= 1e-4
-    inputs = {
-        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input
-    }
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
     assert inputs == {"INPUT": ["batch", 3, 224, 224]}
     assert max(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")) >= 17
     # The dynamic batch axis really is dynamic: batch 5 and batch 1 agree with eager.

@@ -87,9 +87,7 @@ def test_classify_raw_bodies_match_eager_pytorch(
     gateway: Gateway, uploads: dict[str, tuple[bytes, str]], eager: Classifier
 ) -> None:
     for name, (data, media_type) in uploads.items():
-        response = httpx.post(
-            f"{gateway.url}/v1/classify", content=data, headers={"content-type": media_type}
-        )
+        response = httpx.post(f"{gateway.url}/v1/classify", content=data, headers={"content-type": media_type})
         assert response.status_code == 200, (name, response.text)
         answer = response.json()
         assert answer["model"] == "classify" and answer["model_version"] == "1"
@@ -173,9 +171,7 @@ def test_edges_route_png_and_json(gateway: Gateway, uploads: dict[str, tuple[byt
     ).json()  # fmt: skip
     assert looser["edge_pixels"] > summary["edge_pixels"]  # lower thresholds keep more edges
     assert_error(
-        httpx.post(
-            f"{gateway.url}/v1/edges?low=300&high=100", content=data, headers={"content-type": media_type}
-        ),
+        httpx.post(f"{gateway.url}/v1/edges?low=300&high=100", content=data, headers={"content-type": media_type}),
         422,
     )
 
@@ -212,9 +208,7 @@ BAD_REQUESTS: list[tuple[str, Callable[[dict], dict], int, str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("case", "request_args", "status", "code"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS]
-)
+@pytest.mark.parametrize(("case", "request_args", "status", "code"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
 def test_bad_input_gets_a_json_4xx_and_the_gateway_keeps_serving(
     gateway: Gateway,
     uploads: dict[str, tuple[bytes, str]],
@@ -227,10 +221,7 @@ def test_bad_input_gets_a_json_4xx_and_the_gateway_keeps_serving(
     assert_error(response, status, code)
     data, media_type = uploads["coffee.jpg"]
     assert (
-        httpx.post(
-            f"{gateway.url}/v1/classify", content=data, headers={"content-type": media_type}
-        ).status_code
-        == 200
+        httpx.post(f"{gateway.url}/v1/classify", content=data, headers={"content-type": media_type}).status_code == 200
     )
 
 
@@ -296,10 +287,7 @@ def test_overload_answers_429_at_once(
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=narrow.url, timeout=60) as client:
             return await asyncio.gather(
-                *(
-                    client.post("/v1/classify", content=data, headers={"content-type": media_type})
-                    for _ in range(12)
-                )
+                *(client.post("/v1/classify", content=data, headers={"content-type": media_type}) for _ in range(12))
             )
 
     responses = asyncio.run(burst())
@@ -326,10 +314,7 @@ def test_concurrent_rest_requests_are_batched_by_triton(
     async def burst(n: int) -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as http:
             return await asyncio.gather(
-                *(
-                    http.post("/v1/classify", content=data, headers={"content-type": media_type})
-                    for _ in range(n)
-                )
+                *(http.post("/v1/classify", content=data, headers={"content-type": media_type}) for _ in range(n))
             )
 
     responses = asyncio.run(burst(64))
@@ -343,10 +328,7 @@ def test_concurrent_rest_requests_are_batched_by_triton(
 def test_request_id_is_honoured_or_made(gateway: Gateway) -> None:
     made = httpx.get(f"{gateway.url}/healthz").headers["x-request-id"]
     assert len(made) == 32
-    assert (
-        httpx.get(f"{gateway.url}/healthz", headers={"x-request-id": "abc-123"}).headers["x-request-id"]
-        == "abc-123"
-    )
+    assert httpx.get(f"{gateway.url}/healthz", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
     assert "abc-123" in gateway.log()
     hostile = httpx.get(f"{gateway.url}/healthz", headers={"x-request-id": "a b\tc"}).headers["x-request-id"]
     assert hostile != "a b\tc" and len(hostile) == 32
@@ -377,9 +359,7 @@ def test_openapi_documents_every_route(gateway: Gateway) -> None:
     assert {"multipart/form-data", "image/jpeg", "image/png"} <= set(classify["requestBody"]["content"])
     assert {"200", "413", "415", "422", "429", "503", "504"} <= set(classify["responses"])
     assert "ClassifyResponse" in spec["components"]["schemas"]
-    assert {"/healthz", "/readyz", "/metrics", "/v1/classify/batch", "/v1/edges", "/v1/items"} <= set(
-        spec["paths"]
-    )
+    assert {"/healthz", "/readyz", "/metrics", "/v1/classify/batch", "/v1/edges", "/v1/items"} <= set(spec["paths"])
     assert "swagger-ui" in httpx.get(f"{gateway.url}/docs").text
 
 

@@ -424,7 +424,6 @@ def test_schemathesis_stateful_crud_links(gateway: Gateway) -> None:
     """Sequences that follow the OpenAPI links (create -> get/put/patch/delete the created item)."""
     import hypothesis
     import schemathesis
-
     from schemathesis import checks as sc
 
     schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json")
@@ -434,9 +433,7 @@ def test_schemathesis_stateful_crud_links(gateway: Gateway) -> None:
             # The two data-acceptance checks hard-code status conventions that differ from the HTTP ones we follow:
             # a reused Idempotency-Key with another body is 422 (the IETF draft), an If-Match no version can match
             # is 412 (RFC 9110). Every other check runs, server errors and schema conformance included.
-            case.validate_response(
-                response, excluded_checks=[sc.positive_data_acceptance, sc.negative_data_rejection]
-            )
+            case.validate_response(response, excluded_checks=[sc.positive_data_acceptance, sc.negative_data_rejection])
 
     machine = Machine
     machine.TestCase.settings = hypothesis.settings(

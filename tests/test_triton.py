@@ -82,9 +82,7 @@ def _stats(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, i
     return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
-def test_dynamic_batching_groups_concurrent_requests(
-    triton: TritonServer, photos: dict[str, np.ndarray]
-) -> None:
+def test_dynamic_batching_groups_concurrent_requests(triton: TritonServer, photos: dict[str, np.ndarray]) -> None:
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     images = list(photos.values())
     before = _stats(client, TEST_MODEL)
@@ -121,9 +119,7 @@ SMALL_QUEUE = Batching(max_batch_size=4, max_queue_size=8)
 
 
 @pytest.fixture(scope="module")
-def small_queue_triton(
-    test_repository: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TritonServer]:
+def small_queue_triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """The same ResNet with a queue of 8 and batches of 4, so a burst overflows it deterministically."""
     repository = tmp_path_factory.mktemp("small-queue")
     config = resnet_config(TEST_MODEL, PreprocessSpec(), SMALL_QUEUE)
@@ -192,9 +188,7 @@ def test_launcher_reports_a_model_that_fails_to_load(tmp_path: Path, test_reposi
     assert "ensemble classify contains models that are not available" in str(error.value)  # the log says why
 
 
-def test_launcher_asks_for_an_export_when_model_files_are_missing(
-    tmp_path: Path, test_repository: Path
-) -> None:
+def test_launcher_asks_for_an_export_when_model_files_are_missing(tmp_path: Path, test_repository: Path) -> None:
     repository = tmp_path / "repository"
     (repository / "preprocess" / "1").mkdir(parents=True)
     (repository / "preprocess" / "config.pbtxt").write_text(

@@ -124,17 +124,14 @@ async def classify(request: Request, inference: InferenceDep, settings: Settings
     openapi_extra=_image_body("files", multiple=True),
     responses=_ERRORS,
 )
-async def classify_batch(
-    request: Request, inference: InferenceDep, settings: SettingsDep, top_k: TopK = 5
-) -> Any:
+async def classify_batch(request: Request, inference: InferenceDep, settings: SettingsDep, top_k: TopK = 5) -> Any:
     async with inference.admitted():
         parts = await image_parts(request, settings.max_body_bytes, max_files=settings.max_batch_images)
         async with _decoder(request).decoded(parts) as images:
             results = await asyncio.gather(*(inference.classify(image.array, top_k) for image in images))
     return {
         "results": [
-            {"filename": image.name, **_answer(image, result)}
-            for image, result in zip(images, results, strict=True)
+            {"filename": image.name, **_answer(image, result)} for image, result in zip(images, results, strict=True)
         ]
     }
 
