@@ -327,3 +327,26 @@ def write_report(report: Report, out_dir: Path) -> ReportFiles:
     _plot(report, files.throughput_png, "throughput (requests/s)", lambda load: load.throughput_rps)
     _plot(report, files.p99_png, "p99 latency (ms)", lambda load: load.latency.p99_ms)
     return files
+
+
+def summary(report: Report) -> str:
+    """A plain-text digest for the terminal: every level, then ratios and goals with their verdicts."""
+    header = f"{'scenario':<22} {'c':>4} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'batch':>6}"
+    lines = [report.title, "", header]
+    for scenario in report.scenarios:
+        for level in scenario.levels:
+            load, triton = level.load, level.triton
+            lines.append(
+                f"{scenario.name:<22} {load.concurrency:>4} {_fmt(load.throughput_rps):>10} "
+                f"{_fmt(load.latency.p50_ms):>9} {_fmt(load.latency.p99_ms):>9} {sum(load.errors.values()):>7} "
+                f"{_fmt(triton.mean_batch_size, 2) if triton else '-':>6}"
+            )
+    results = evaluate_ratios(report)
+    lines += ["", "ratios:"] if results else []
+    for result in results:
+        goal = "" if result.ratio.at_least is None else f" (goal >= {result.ratio.at_least:g}: {_VERDICTS[result.met]})"
+        lines.append(f"  {result.ratio.label} at c={result.ratio.concurrency}: {_fmt(result.value, 2)}{goal}")
+    lines += ["", "goals:"] if report.goals else []
+    for label, value, target, verdict, where in _goal_rows(report):
+        lines.append(f"  {label}: {value} (target {target}: {verdict}; {where})")
+    return "\n".join(lines)

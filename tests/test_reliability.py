@@ -150,11 +150,11 @@ def test_soak_mixed_traffic_has_no_5xx_and_stable_memory(
             await asyncio.gather(*(worker(client, per_worker, deadline) for _ in range(8)))
 
     pid = soaked.process.pid
-    asyncio.run(soak(per_worker=10, seconds=30))  # warm-up: pools, caches, first allocations
+    asyncio.run(soak(per_worker=8, seconds=15))  # warm-up: pools, caches, first allocations
     before = rss_mb(pid)
     statuses.clear()
     started = time.monotonic()
-    asyncio.run(soak(per_worker=60, seconds=120))
+    asyncio.run(soak(per_worker=100, seconds=60))
     after = rss_mb(pid)
     total = sum(statuses.values())
     FIGURES["soak requests"] = f"{total} in {time.monotonic() - started:.0f} s, statuses {dict(statuses)}"
