@@ -287,18 +287,19 @@ def test_triton_killed_under_load_then_restarted(
 def test_store_outage_fails_crud_only(
     gateway_factory: Callable[..., Gateway], triton: TritonServer, photos: dict[str, np.ndarray]
 ) -> None:
-    import boto3
     from moto.server import ThreadedMotoServer
 
-    from gateway.items.dynamodb import create_table
+    from deploy.ecs.dynamodb import create_table_if_missing
+    from gateway.items.dynamodb import make_client
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_ports(1)[0])
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    create_table(boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="test",
-                              aws_secret_access_key="test"), "items")  # fmt: skip
+    create_table_if_missing(
+        make_client("us-east-1", endpoint, **{k.lower(): v for k, v in credentials.items()}), "items"
+    )
     front = gateway_factory(
         GATEWAY_TRITON_URL=triton.grpc_url, GATEWAY_ITEM_STORE="dynamodb", GATEWAY_DYNAMODB_TABLE="items",
         GATEWAY_DYNAMODB_ENDPOINT_URL=endpoint, GATEWAY_AWS_REGION="us-east-1", **credentials,

@@ -48,7 +48,6 @@ _UNAVAILABLE = frozenset(
         "ExpiredTokenException",
     }
 )
-_NOT_RESERVED = "NOT begins_with(#id, :reserved)"
 
 
 def make_client(region: str, endpoint_url: str | None = None, **credentials: str) -> BaseClient:
@@ -60,23 +59,7 @@ def make_client(region: str, endpoint_url: str | None = None, **credentials: str
         max_pool_connections=POOL_SIZE,
     )
     session = boto3.session.Session()
-    return session.client(
-        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config, **credentials
-    )
-
-
-def create_table(client: BaseClient, name: str) -> None:
-    """The items table for tests and development (the ECS deploy makes its own); no-op if it exists."""
-    try:
-        client.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except client.exceptions.ResourceInUseException:
-        pass
-    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    return session.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config, **credentials)
 
 
 def _key(item_id: str) -> dict[str, Any]:
@@ -198,7 +181,7 @@ class DynamoDBItemStore(ItemStore):
                 TableName=self._table,
                 Limit=count,
                 ConsistentRead=True,
-                FilterExpression=_NOT_RESERVED,
+                FilterExpression="NOT begins_with(#id, :reserved)",
                 ExpressionAttributeNames={"#id": "id"},
                 ExpressionAttributeValues={":reserved": {"S": IDEMPOTENCY_PREFIX}},
                 **({} if start is None else {"ExclusiveStartKey": start}),

@@ -63,9 +63,7 @@ class SQLiteItemStore(ItemStore):
     """Items in one SQLite file. Nothing touches the file until the first call, so the gateway starts (and
     serves inference) while the store is broken, and recovers by itself once it is fixed."""
 
-    def __init__(
-        self, path: Path, *, max_data_bytes: int, busy_timeout_s: float = 2.0, workers: int = 4
-    ) -> None:
+    def __init__(self, path: Path, *, max_data_bytes: int, busy_timeout_s: float = 2.0, workers: int = 4) -> None:
         super().__init__(max_data_bytes=max_data_bytes, workers=workers)
         self._path = path
         self._busy_timeout_s = busy_timeout_s
@@ -78,7 +76,9 @@ class SQLiteItemStore(ItemStore):
         """This thread's connection, opened on first use (and again after a failed open)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            with self._connections_lock:  # one at a time: switching to WAL does not wait on a busy file
+            # One open at a time: four threads opening a new file together (switching it to WAL, creating
+            # the tables) failed with "database is locked" 5 times in 800 tries here.
+            with self._connections_lock:
                 db = self._connect()
                 self._connections.append(db)
             self._local.db = db
@@ -93,9 +93,7 @@ class SQLiteItemStore(ItemStore):
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit, transactions only where this module begins one.
-        db = sqlite3.connect(
-            self._path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
+        db = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
@@ -115,11 +113,9 @@ class SQLiteItemStore(ItemStore):
             _insert_row(db, item, text)
 
     def _insert_once(self, item: Item, text: str, claim: IdempotencyClaim) -> tuple[Item, bool]:
-        with self._writer() as db, db:  # the second: commits, or rolls back on any error
+        with self._writer() as db, db:  # `with db`: the transaction commits, or rolls back on any error
             db.execute("BEGIN IMMEDIATE")  # takes the write lock first: concurrent claims queue here
-            row = db.execute(
-                "SELECT fingerprint, item FROM idempotency_keys WHERE key = ?", (claim.key,)
-            ).fetchone()
+            row = db.execute("SELECT fingerprint, item FROM idempotency_keys WHERE key = ?", (claim.key,)).fetchone()
             if row is None:
                 _insert_row(db, item, text)
                 db.execute(
@@ -137,9 +133,7 @@ class SQLiteItemStore(ItemStore):
             )
             params: tuple[object, ...] = (item_id, now, now, text)
         else:
-            sql, version = _where(
-                if_match, "UPDATE items SET version = version + 1, updated_at = ?, data = ?"
-            )
+            sql, version = _where(if_match, "UPDATE items SET version = version + 1, updated_at = ?, data = ?")
             params = (now, text, item_id, *version)
         with self._writer() as db:
             # fetchall, not fetchone: a RETURNING statement holds the write lock until stepped to its end.

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
+from gateway.deps import SettingsDep
 from gateway.errors import ApiError, ErrorResponse
 from gateway.items.document import MAX_DEPTH, InvalidDocument, parse_object
 from gateway.items.store import (
@@ -35,7 +36,6 @@ from gateway.items.store import (
     StoreUnavailable,
     WriteConflict,
 )
-from gateway.settings import Settings
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -46,13 +46,7 @@ def get_store(request: Request) -> ItemStore:
     return request.app.state.items
 
 
-def get_settings(request: Request) -> Settings:
-    """The settings ``create_app`` was given (kept on ``app.state.settings``)."""
-    return request.app.state.settings
-
-
 StoreDep = Annotated[ItemStore, Depends(get_store)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 _ANSWERS: dict[type[ItemStoreError], tuple[int, str]] = {
     ItemNotFound: (404, "not_found"),
@@ -75,9 +69,7 @@ async def _store_errors(settings: SettingsDep) -> AsyncIterator[None]:
         raise ApiError(status, code, str(exc), headers) from exc
 
 
-router = APIRouter(
-    prefix="/v1/items", tags=["items"], dependencies=[Depends(_store_errors, scope="function")]
-)
+router = APIRouter(prefix="/v1/items", tags=["items"], dependencies=[Depends(_store_errors, scope="function")])
 
 ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="letters, digits, `_` and `-`; 1 to 128")]
 IfMatchHeader = Annotated[
@@ -105,7 +97,7 @@ _ETAG = re.compile(r'^"(\d{1,18})"$')
 _OBJECT = {
     "type": "object",
     "additionalProperties": True,
-    "description": f"any JSON object, UTF-8, at most GATEWAY_MAX_ITEM_BYTES (64 KiB by default) and "
+    "description": "any JSON object, UTF-8, at most GATEWAY_MAX_ITEM_BYTES (64 KiB by default) and "
     f"{MAX_DEPTH} levels deep",
 }
 _EXAMPLE = {"name": "widget", "tags": ["blue"], "stock": 7}
@@ -166,7 +158,7 @@ def _precondition(if_match: str | None) -> IfMatch:
     value = if_match.strip()
     if value == "*":
         return "*"
-    match = _ETAG.match(value)
+    match = _ETAG.fullmatch(value)
     if match is None:
         raise ApiError(
             412,
@@ -193,7 +185,7 @@ def _created(request: Request, response: Response, item: Item) -> Item:
     operation_id="create_item",
     summary="Create an item with a server-made id",
     responses={
-        201: {"description": "created (or replayed)", "headers": {**_ETAG_HEADER}, "links": _LINKS},
+        201: {"description": "created (or replayed)", "headers": _ETAG_HEADER, "links": _LINKS},
         **_errors(413, 415, 422, 503),
     },
     openapi_extra=_body(_EXAMPLE, JSON),
@@ -221,9 +213,7 @@ async def create_item(
 async def list_items(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="items per page")] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=256, description="`next_cursor` of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, Query(max_length=256, description="`next_cursor` of the previous page")] = None,
 ) -> ItemPage:
     return await store.list(limit, cursor)
 
