@@ -10,7 +10,7 @@ MODEL      ?= resnet50
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
-.PHONY: help install models serve test reliability bench deploy deploy-dry-run lint clean
+.PHONY: help install models serve test reliability bench bench-gpu bench-sweep deploy deploy-dry-run lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -40,6 +40,19 @@ test: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests ne
 
 reliability: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)
 	$(PY) -m pytest -m reliability
+
+bench: install models  ## every benchmark scenario on this machine -> docs/bench/cpu (about 10 minutes)
+	$(PY) -m bench --out docs/bench/cpu
+
+bench-sweep: install models  ## dynamic-batching sweep, Model Analyzer style -> docs/bench/cpu-sweep
+	$(PY) -m bench --sweep --out docs/bench/cpu-sweep
+
+FP16_REPOSITORY := build/fp16-repository
+$(FP16_REPOSITORY)/$(MODEL)/1/model.onnx: | $(STAMP)
+	$(PY) -m export --model $(MODEL) --fp16 --repository $(FP16_REPOSITORY)
+
+bench-gpu: install models $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx  ## on an NVIDIA GPU host (EXTRAS=...,gpu) -> docs/bench/h100
+	$(PY) -m bench --device cuda --fp16-repository $(FP16_REPOSITORY) --out docs/bench/h100
 
 DEPLOY_ARGS ?=
 deploy: install models  ## deploy to Amazon ECS: DEPLOY_ARGS="--cluster ... --bucket ..." (deploy/ecs/README.md)

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.loadgen import LevelResult
 
@@ -88,6 +89,20 @@ class Option:
 def measurements(instance: str, levels: Iterable[LevelResult]) -> list[Measurement]:
     """The operating points of one benchmarked scenario, attributed to an instance kind."""
     return [Measurement(instance, lvl.concurrency, lvl.throughput_rps, lvl.latency.p99_ms) for lvl in levels]
+
+
+def measurements_from_report(document: Mapping[str, Any]) -> dict[str, list[Measurement]]:
+    """Every scenario's operating points from another run's ``report.json``, attributed to the instance kind that
+    run was priced as, so runs on different machines (this CPU, a GPU host) rank together per route."""
+    instance = document["instance"]
+    return {
+        scenario["name"]: [
+            Measurement(instance, level["load"]["concurrency"], level["load"]["throughput_rps"],
+                        level["load"]["latency"]["p99_ms"])
+            for level in scenario["levels"]
+        ]
+        for scenario in document["scenarios"]
+    }  # fmt: skip
 
 
 def rank_instances(points: Iterable[Measurement], prices: PriceTable, p99_target_ms: float) -> list[Option]:

@@ -8,22 +8,21 @@ level is bounded: by a request cap (which closes the window early) and by a hard
 requests still in flight are cancelled and reported as abandoned.
 
 A scenario plugs in as ``send``: an async callable that performs one request and raises on failure.
-Raise ``RequestFailed(kind)`` to name the failure; tritonclient's and httpx's own exceptions are
-recognised too (``bench.stats.error_kind``)::
+Raise ``RequestFailed(kind)`` to name the failure; tritonclient's and the HTTP clients' own exceptions are
+recognised too (``bench.stats.error_kind``). ``bench.scenarios`` holds the benchmark's sends; in short::
 
-    import httpx
+    import aiohttp
     from bench.loadgen import LevelResult, RequestFailed, Timing, run_levels
 
     async def classify_rest(base_url: str, jpeg: bytes) -> list[LevelResult]:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(base_url, connector=connector) as client:
 
             async def send() -> None:
-                response = await client.post(
-                    "/v1/classify", content=jpeg, headers={"content-type": "image/jpeg"}
-                )
-                if response.status_code != 200:
-                    raise RequestFailed(f"http_{response.status_code}")
+                async with client.post("/v1/classify", data=jpeg, headers={"content-type": "image/jpeg"}) as answer:
+                    await answer.read()
+                if answer.status != 200:
+                    raise RequestFailed(f"http_{answer.status}")
 
             return await run_levels(send, [1, 4, 16, 64, 256], Timing(), label="rest")
 

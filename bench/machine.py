@@ -22,6 +22,8 @@ _PACKAGES = (
     "fastapi",
     "uvicorn",
     "httpx",
+    "aiohttp",
+    "psutil",
 )
 
 

@@ -96,6 +96,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     goals: list[Goal] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
+    instance: str = ""  # the instance kind this run's throughput is priced as
 
 
 @dataclass(frozen=True)
@@ -295,10 +296,11 @@ def _plot(report: Report, path: Path, ylabel: str, metric: Callable[[LevelResult
     figure = Figure(figsize=(8, 5), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     concurrencies: set[int] = set()
-    for scenario in report.scenarios:
+    for index, scenario in enumerate(report.scenarios):
         xs = [level.load.concurrency for level in scenario.levels]
         ys = [metric(level.load) for level in scenario.levels]
-        axes.plot(xs, [y if y else float("nan") for y in ys], marker="o", label=scenario.title)
+        style = "-" if index < 10 else "--"  # matplotlib's colour cycle repeats after ten
+        axes.plot(xs, [y if y else float("nan") for y in ys], style, marker="o", label=scenario.name)
         concurrencies.update(xs)
     axes.set_xscale("log", base=2)
     axes.set_xticks(sorted(concurrencies), labels=[str(c) for c in sorted(concurrencies)])
@@ -309,7 +311,8 @@ def _plot(report: Report, path: Path, ylabel: str, metric: Callable[[LevelResult
     axes.set_ylabel(ylabel)
     axes.set_title(f"{report.title}: {ylabel}")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize="small")
+    # Outside the axes, keyed by scenario name (the Markdown's headings spell them out): lines stay visible.
+    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.savefig(path, format="png")
 
 

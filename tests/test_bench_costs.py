@@ -12,6 +12,7 @@ from bench.costs import (
     PriceTable,
     load_prices,
     measurements,
+    measurements_from_report,
     rank_instances,
     rank_routes,
     usd_per_million,
@@ -79,6 +80,16 @@ def test_routes_ranked_independently_and_unknown_instances_named() -> None:
 def test_measurements_from_level_results() -> None:
     level = LevelResult(16, 10.0, 1000, {}, 100.0, LatencySummary(1000, 5, 8, 9.5, 5.5, 12), 1100, False, 0)
     assert measurements("c7i.xlarge", [level]) == [Measurement("c7i.xlarge", 16, 100.0, 9.5)]
+
+
+def test_another_runs_report_ranks_beside_this_one() -> None:
+    """A GPU host's report.json, read back: its points join this run's per route, under its own instance kind."""
+    load = {"concurrency": 64, "throughput_rps": 2000.0, "latency": {"p99_ms": 45.0}}
+    document = {"instance": "gpu", "scenarios": [{"name": "classify", "levels": [{"load": load, "triton": None}]}]}
+    points = measurements_from_report(document)
+    assert points == {"classify": [Measurement("gpu", 64, 2000.0, 45.0)]}
+    options = rank_instances([Measurement("cpu", 16, 20.0, 40.0), *points["classify"]], PRICES, p99_target_ms=50)
+    assert [option.instance for option in options] == ["gpu", "cpu"]  # $0.50 against $5.00 per million
 
 
 def test_shipped_price_table_is_dated_and_complete() -> None:

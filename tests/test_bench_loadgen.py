@@ -13,7 +13,16 @@ import time
 
 import pytest
 
-from bench.loadgen import LevelResult, RequestFailed, Timing, progress_line, run_level, run_levels
+from bench.loadgen import (
+    LevelResult,
+    Observers,
+    RequestFailed,
+    Timing,
+    background_load,
+    progress_line,
+    run_level,
+    run_levels,
+)
 from bench.stats import LatencySummary
 
 
@@ -136,3 +145,39 @@ def test_invalid_settings_are_refused() -> None:
         Timing(window_s=0)
     with pytest.raises(ValueError):
         Timing(max_requests=0)
+
+
+def test_several_observers_are_told_of_every_window() -> None:
+    first, second = _Recorder(), _Recorder()
+
+    async def send() -> None:
+        await asyncio.sleep(0.001)
+
+    asyncio.run(
+        run_levels(send, [1, 2], Timing(0.01, 0.05, 1.0), observer=Observers(first, second), stream=io.StringIO())
+    )
+    expected = [("opened", 1), ("closed", 1), ("opened", 2), ("closed", 2)]
+    assert first.calls() == expected and second.calls() == expected
+
+
+def test_background_load_runs_for_the_block_and_counts_by_kind() -> None:
+    calls = itertools.count()
+    started = asyncio.Event()
+
+    async def send() -> None:
+        await asyncio.sleep(0.005)
+        started.set()
+        if next(calls) % 4 == 3:
+            raise RequestFailed("http_429")
+
+    async def scenario() -> tuple[bool, int, object]:
+        async with background_load(send, 3, ready_timeout_s=5, drain_s=1) as stats:
+            established = started.is_set()  # the block began only once a request had come back
+            await asyncio.sleep(0.2)
+        return established, len(asyncio.all_tasks()), stats
+
+    established, tasks, stats = asyncio.run(scenario())
+    assert established and tasks == 1  # every worker finished with the block: only the test's own task is left
+    assert stats.concurrency == 3 and stats.seconds >= 0.2
+    assert stats.completed > 20 and set(stats.errors) == {"http_429"}
+    assert stats.throughput_rps == pytest.approx(stats.completed / stats.seconds)

@@ -1,0 +1,127 @@
+"""The issue's goals and the side-by-side ratios, read off one run's scenarios.
+
+Ratios compare throughput at the same concurrency (``--ratio-level``); goals are the issue's targets for the
+device the run was on, each with the figure that decides it and where that figure was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.report import Goal, Ratio, Scenario
+from bench.suite import (
+    CRUD,
+    CRUD_LOADED,
+    GRPC_CLASSIFY,
+    GRPC_EDGES,
+    GRPC_FP16,
+    GRPC_NOBATCH,
+    GRPC_RESNET,
+    NAIVE,
+    REST_CLASSIFY,
+    REST_EDGES,
+)
+
+# The issue's targets.
+CPU_GATEWAY_SHARE = 0.9  # REST throughput over gRPC's, at concurrency 16
+CPU_MEAN_BATCH = 4.0  # at concurrency 16, batching on
+CPU_OVER_NAIVE = 1.5
+CRUD_RPS, CRUD_IDLE_P99_MS, CRUD_LOADED_P99_MS = 2000.0, 10.0, 25.0
+GPU_GATEWAY_IPS, GPU_TRITON_IPS, GPU_P99_MS, GPU_OVER_NAIVE = 8000.0, 12000.0, 50.0, 10.0
+
+
+def ratios(scenarios: Sequence[Scenario], level: int, device: str) -> list[Ratio]:
+    names = {scenario.name for scenario in scenarios}
+    cpu = device == "cpu"
+    chosen = [
+        Ratio(
+            "gateway / straight to Triton (classify)",
+            REST_CLASSIFY,
+            GRPC_CLASSIFY,
+            level,
+            CPU_GATEWAY_SHARE if cpu else None,
+        ),
+        Ratio("gateway / naive baseline", REST_CLASSIFY, NAIVE, level, CPU_OVER_NAIVE if cpu else None),
+        Ratio("straight to Triton / naive baseline", GRPC_CLASSIFY, NAIVE, level),
+        Ratio("ResNet alone / classify ensemble (what preprocessing costs)", GRPC_RESNET, GRPC_CLASSIFY, level),
+        Ratio("gateway / straight to Triton (edges)", REST_EDGES, GRPC_EDGES, level),
+    ]
+    levels = sorted({lvl.load.concurrency for s in scenarios if s.name == GRPC_RESNET for lvl in s.levels})
+    chosen += [Ratio("dynamic batching on / off (ResNet alone)", GRPC_RESNET, GRPC_NOBATCH, c) for c in levels]
+    if GRPC_FP16 in names:
+        chosen += [Ratio("FP16 / FP32 (ResNet alone)", GRPC_FP16, GRPC_RESNET, c) for c in levels]
+    crud_levels = sorted({lvl.load.concurrency for s in scenarios if s.name == CRUD for lvl in s.levels})
+    chosen += [Ratio("CRUD under inference load / alone", CRUD_LOADED, CRUD, c) for c in crud_levels]
+    return [ratio for ratio in chosen if {ratio.numerator, ratio.denominator} <= names]
+
+
+def _best(scenario: Scenario | None, p99_ms: float | None = None) -> tuple[float | None, str]:
+    """The highest throughput among levels with p99 within ``p99_ms`` (any p99 when None), and where; zero when
+    no level qualified (the scenario sustained nothing within the bound), None when it was not measured."""
+    if scenario is None:
+        return None, "not measured"
+    points = [
+        level.load for level in scenario.levels
+        if level.load.latency.p99_ms is not None and (p99_ms is None or level.load.latency.p99_ms <= p99_ms)
+    ]  # fmt: skip
+    if not points:
+        return 0.0, f"no level had p99 within {p99_ms:g} ms" if p99_ms is not None else "no level succeeded"
+    best = max(points, key=lambda load: load.throughput_rps)
+    return best.throughput_rps, f"c={best.concurrency}, p99 {best.latency.p99_ms:,.1f} ms"
+
+
+def _crud_goals(by_name: dict[str, Scenario]) -> list[Goal]:
+    alone, loaded = by_name.get(CRUD), by_name.get(CRUD_LOADED)
+    rps, where = _best(alone, CRUD_IDLE_P99_MS)
+    goals = [
+        Goal(f"CRUD alone, one worker, p99 < {CRUD_IDLE_P99_MS:g} ms", rps, "req/s", at_least=CRUD_RPS, detail=where)
+    ]
+    # Under load, judged at the busiest level the idle run sustained within its p99 (else its busiest level).
+    idle = [lvl.load for lvl in (alone.levels if alone else []) if lvl.load.throughput_rps > 0]
+    within = [load for load in idle if load.latency.p99_ms is not None and load.latency.p99_ms <= CRUD_IDLE_P99_MS]
+    level = max(within or idle, key=lambda load: load.throughput_rps).concurrency if idle else None
+    point = loaded.at(level) if loaded and level is not None else None
+    goals.append(
+        Goal(
+            "CRUD p99 while inference saturates the machine",
+            point.load.latency.p99_ms if point else None,
+            "ms",
+            at_most=CRUD_LOADED_P99_MS,
+            detail=f"c={level}, {point.load.throughput_rps:,.0f} req/s" if point else "not measured",
+        )
+    )
+    return goals
+
+
+def goals(scenarios: Sequence[Scenario], level: int, device: str) -> list[Goal]:
+    by_name = {scenario.name: scenario for scenario in scenarios}
+    if device == "cpu":
+        rest = by_name.get(REST_CLASSIFY)
+        point = rest.at(level) if rest else None
+        triton = point.triton if point else None
+        queue = triton.mean_queue_ms if triton else None
+        return [
+            Goal(
+                f"mean executed batch, REST classify at c={level}",
+                triton.mean_batch_size if triton else None,
+                "images",
+                at_least=CPU_MEAN_BATCH,
+                detail=f"queue {queue:,.1f} ms" if queue is not None else "",
+            ),
+            *_crud_goals(by_name),
+        ]
+    gateway, where = _best(by_name.get(REST_CLASSIFY), GPU_P99_MS)
+    triton, triton_where = _best(by_name.get(GRPC_CLASSIFY))
+    naive, naive_where = _best(by_name.get(NAIVE))
+    return [
+        Goal(f"gateway, p99 < {GPU_P99_MS:g} ms", gateway, "img/s", at_least=GPU_GATEWAY_IPS, detail=where),
+        Goal("straight to Triton (classify ensemble)", triton, "img/s", at_least=GPU_TRITON_IPS, detail=triton_where),
+        Goal(
+            f"gateway (p99 < {GPU_P99_MS:g} ms) / naive baseline (best level)",
+            gateway / naive if gateway is not None and naive else None,
+            "x",
+            at_least=GPU_OVER_NAIVE,
+            detail=f"naive {naive:,.0f} img/s at {naive_where}" if naive else naive_where,
+        ),
+        *_crud_goals(by_name),
+    ]

@@ -1,0 +1,173 @@
+"""One benchmark run end to end: benchmark repository, stack, every scenario, analysis, the report's contents.
+
+The gateway's in-process step timings are taken after the stack has stopped, so they see an idle machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import goals, profile
+from bench.costs import Measurement, PriceTable, measurements, measurements_from_report, rank_routes
+from bench.inputs import PHOTOGRAPHS, SHORT_SIDE, photographs
+from bench.machine import machine_info
+from bench.report import Report, Scenario
+from bench.stack import StackOptions, running_stack, say
+from bench.suite import CRUD_LOADED, Plan, SuiteResult, run_suite
+from bench.sweep import SweepPlan, run_sweep
+from bench.variants import bench_repository
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str
+    repository: Path
+    weights: str
+    device: str
+    fp16_repository: Path | None
+    gateway_workers: int
+    instance: str  # the instance kind this machine's throughput is priced as
+    p99_target_ms: float
+    ratio_level: int
+    prices: PriceTable
+    quick: bool
+    compare: tuple[Path, ...] = ()  # other runs' report.json, ranked with this one in the cost table
+
+
+def _where(machine: dict[str, object], device: str) -> str:
+    gpus = machine.get("gpus")
+    if device == "cuda" and isinstance(gpus, list) and gpus:
+        return f"{str(gpus[0]).split(',')[0]} (GPU)"
+    return f"{machine['cpu_model']}, {machine['cpu_cores']} cores (CPU)"
+
+
+def _common_notes(options: RunOptions, jpegs: Sequence[bytes], machine: dict[str, object]) -> list[str]:
+    instance = options.prices.instance(options.instance)
+    hardware = f"{instance.gpus} x {instance.gpu_model}" if instance.gpus else f"{instance.vcpus} vCPUs"
+    notes = [
+        f"Inputs: {len(jpegs)} scikit-image photographs ({', '.join(PHOTOGRAPHS)}), shorter side brought within "
+        f"{SHORT_SIDE[0]}-{SHORT_SIDE[1]} px, JPEG quality 90, {sum(map(len, jpegs)) / len(jpegs) / 1024:,.0f} KiB "
+        "on average; every scenario cycles through the same bytes.",
+        f"Costs price this machine's throughput as a {options.instance} ({hardware}, "
+        f"${instance.usd_per_hour:g}/hour) running the whole stack: an assumption to state, not a measurement on "
+        f"that instance. This machine: {_where(machine, options.device)}.",
+    ]
+    cores = machine["cpu_cores"]
+    if not instance.gpus:
+        notes.append(
+            f"CPU attribution: this machine has {cores} cores of one thread each; a {options.instance}'s "
+            f"{instance.vcpus} vCPUs are hyper-threads, {instance.vcpus // 2} physical cores. Equal physical cores "
+            "is the premise; what hyper-threading adds is not counted, so CPU costs err on the expensive side"
+            + ("." if instance.vcpus // 2 == cores else " (and the core counts differ here: scale accordingly).")
+        )
+    if options.quick:
+        notes.insert(0, "QUICK MODE: tiny windows and a small model; a smoke test of the benchmark, not measurements.")
+    return notes
+
+
+def _suite_notes(plan: Plan, options: RunOptions, result: SuiteResult) -> list[str]:
+    background = result.background
+    notes = [
+        "Gateway vs gRPC: "
+        + (
+            "gRPC clients send images decoded once, so Triton alone is measured (one client process could not "
+            "decode as fast as this device serves); the gateway decodes per request, so the ratio includes decode."
+            if plan.predecoded
+            else "gRPC clients decode each JPEG per request, as a real client must and as the gateway does, so "
+            "gateway / gRPC measures the gateway's own overhead (HTTP, header check, event loop, JSON) and not the "
+            "decode both pay. The decode's cost is measured separately below."
+        ),
+        "REST clients are aiohttp sessions (keep-alive, a connection per concurrent client): httpx spent 1-3.5 ms "
+        "of client CPU per request here against aiohttp's 0.2, and the client shares the cores with the servers.",
+        f"Gateway: {options.gateway_workers} uvicorn worker(s) as `python -m gateway` runs it (log level info, an "
+        "access-log line per request, SQLite item store in WAL mode). Naive baseline: eager PyTorch "
+        f"{options.model} on {options.device}, same weights ({options.weights}), FastAPI's thread pool.",
+        f"CRUD: {plan.crud_items:,} items seeded; {100 * plan.read_fraction:.0f}% GET of a random item, the rest "
+        "split between PUT (replace) and POST (create).",
+        "The load generator, the gateway, Triton and the baseline share this machine's cores: the CPU table shows "
+        "which process used what.",
+    ]
+    if background is not None:
+        notes.append(
+            f"Under load: REST classify ran at concurrency {background.concurrency} for the whole CRUD-under-load "
+            f"run: {background.throughput_rps:,.1f} req/s, errors {background.errors or 0}."
+        )
+    return notes
+
+
+def _routes(scenarios: Sequence[Scenario], options: RunOptions) -> tuple[dict[str, list[Measurement]], list[str]]:
+    """Each route's operating points: this run's, priced as ``options.instance``, and the compared runs'."""
+    routes = {s.name: measurements(options.instance, [lvl.load for lvl in s.levels]) for s in scenarios}
+    routes.pop(CRUD_LOADED, None)  # interference, not a route of its own
+    notes = []
+    for path in options.compare:
+        document = json.loads(path.read_text())
+        for name, points in measurements_from_report(document).items():
+            if name in routes:
+                routes[name] += points
+        notes.append(f"The cost table also ranks {path} ({document['title']}, priced as {document['instance']}).")
+    return routes, notes
+
+
+def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
+    """Every scenario against one stack; the report's contents."""
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    machine = machine_info()
+    jpegs = list(photographs().values())
+    models = bench_repository(
+        options.repository, workdir / "models", options.model, options.device, options.fp16_repository
+    )
+    stack_options = StackOptions(options.model, options.weights, options.device, options.gateway_workers)
+    with running_stack(workdir / "models", workdir, stack_options) as stack:
+        result = asyncio.run(run_suite(plan, stack, models, jpegs))
+    say("timing the gateway's own steps in-process")
+    steps = profile.gateway_steps_ms(jpegs, repeats=3 if options.quick else 30)
+    scenarios = [item.scenario for item in result.measured.values()]
+    low = min(plan.levels)
+    high = options.ratio_level if options.ratio_level in plan.levels else max(plan.levels)
+    routes, compared = _routes(scenarios, options)
+    return Report(
+        title=f"Benchmark: {options.model} on {_where(machine, options.device)}",
+        started_at=started_at,
+        machine=machine,
+        timing=plan.timing,
+        scenarios=scenarios,
+        ratios=goals.ratios(scenarios, options.ratio_level, options.device),
+        costs=rank_routes(routes, options.prices, options.p99_target_ms),
+        p99_target_ms=options.p99_target_ms,
+        prices=options.prices,
+        notes=_common_notes(options, jpegs, machine) + _suite_notes(plan, options, result) + compared,
+        goals=goals.goals(scenarios, options.ratio_level, options.device),
+        sections=[
+            profile.classify_breakdown(result.measured, models.resnet, steps, low, high),
+            profile.cpu_section(result.measured),
+        ],
+        instance=options.instance,
+    )
+
+
+def sweep(options: RunOptions, plan: SweepPlan, workdir: Path) -> Report:
+    """The dynamic-batching sweep's report: one scenario per point and the ranking."""
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    machine = machine_info()
+    jpegs = list(photographs().values())
+    scenarios, ranking = run_sweep(options.repository, options.model, options.device, plan, workdir, jpegs)
+    return Report(
+        title=f"Dynamic-batching sweep: {options.model} on {_where(machine, options.device)}",
+        started_at=started_at,
+        machine=machine,
+        timing=plan.timing,
+        scenarios=scenarios,
+        ratios=[],
+        costs=rank_routes(_routes(scenarios, options)[0], options.prices, plan.p99_budget_ms),
+        p99_target_ms=plan.p99_budget_ms,
+        prices=options.prices,
+        notes=_common_notes(options, jpegs, machine),
+        sections=[ranking],
+        instance=options.instance,
+    )

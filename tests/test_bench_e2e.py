@@ -1,0 +1,98 @@
+"""``python -m bench --quick`` end to end against the real stack (Triton, gateway, naive baseline), in seconds.
+
+The figures of a quick run mean nothing; what is checked is that every scenario ran against real servers
+without errors and that the report holds it all: JSON, Markdown, both plots, goals, ratios and the profile.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.suite import (
+    CRUD,
+    CRUD_LOADED,
+    GRPC_CLASSIFY,
+    GRPC_EDGES,
+    GRPC_NOBATCH,
+    GRPC_RESNET,
+    NAIVE,
+    REST_CLASSIFY,
+    REST_EDGES,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = [REST_CLASSIFY, GRPC_CLASSIFY, GRPC_RESNET, NAIVE, GRPC_NOBATCH, REST_EDGES, GRPC_EDGES, CRUD, CRUD_LOADED]
+THROUGH_TRITON = {REST_CLASSIFY, GRPC_CLASSIFY, GRPC_RESNET, GRPC_NOBATCH, REST_EDGES, GRPC_EDGES, CRUD_LOADED}
+
+
+def _bench(repository: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "bench", "--quick", "--repository", str(repository), "--model", "resnet18"]
+    completed = subprocess.run(
+        [*command, "--out", str(out), *extra], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    for name in ("report.json", "report.md", "throughput.png", "p99_latency.png"):
+        assert (out / name).is_file(), name
+    assert (out / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return completed
+
+
+def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path) -> None:
+    completed = _bench(test_repository, tmp_path)
+    document = json.loads((tmp_path / "report.json").read_text())
+
+    scenarios = {scenario["name"]: scenario for scenario in document["scenarios"]}
+    assert list(scenarios) == SCENARIOS
+    for name, scenario in scenarios.items():
+        loads = [level["load"] for level in scenario["levels"]]
+        assert [load["concurrency"] for load in loads] == [1, 4], name
+        assert sum(load["issued"] for load in loads) > 0 and sum(load["requests"] for load in loads) > 0, name
+        assert all(load["abandoned"] == 0 for load in loads), name
+        if name != CRUD_LOADED:  # unloaded: nothing may fail
+            assert all(load["errors"] == {} for load in loads), (name, loads)
+        observed = [level["triton"] for level in scenario["levels"]]
+        assert all(observed) if name in THROUGH_TRITON else not any(observed), name
+    # Triton saw the gateway's classify requests on the ResNet and counted their batches.
+    top = scenarios[REST_CLASSIFY]["levels"][1]["triton"]
+    assert top["requests"] > 0 and top["mean_batch_size"] >= 1
+
+    ratios = {(ratio["numerator"], ratio["denominator"], ratio["concurrency"]): ratio for ratio in document["ratios"]}
+    assert ratios[(REST_CLASSIFY, GRPC_CLASSIFY, 4)]["at_least"] == 0.9
+    assert ratios[(REST_CLASSIFY, NAIVE, 4)]["at_least"] == 1.5
+    assert {(GRPC_RESNET, GRPC_NOBATCH, 1), (CRUD_LOADED, CRUD, 4)} <= set(ratios)
+    assert [goal["label"].split(",")[0] for goal in document["goals"]] == [
+        "mean executed batch", "CRUD alone", "CRUD p99 while inference saturates the machine",
+    ]  # fmt: skip
+    assert all(goal["met"] in (True, False) for goal in document["goals"][1:])  # CRUD: decided either way
+    assert set(document["costs"]) == set(SCENARIOS) - {CRUD_LOADED}
+
+    profile, cpu = document["sections"]
+    assert profile["title"].startswith("Where the time goes") and profile["findings"]
+    decode = next(row for row in profile["rows"] if row[0].startswith("gateway decode"))
+    assert 0 < decode[1] < 100  # milliseconds per ImageNet-size JPEG
+    assert {row[0] for row in cpu["rows"]} == set(SCENARIOS)
+
+    markdown = (tmp_path / "report.md").read_text()
+    for scenario in scenarios.values():
+        assert f"## {scenario['title']}" in markdown
+    assert "## Goals" in markdown and "## Where the time goes: the classify route" in markdown
+    assert all(name in completed.stdout for name in SCENARIOS) and "goals:" in completed.stdout
+
+
+def test_quick_sweep_ranks_its_points(test_repository: Path, tmp_path: Path) -> None:
+    _bench(
+        test_repository, tmp_path, "--sweep", "--sweep-delays-us", "0,5000", "--sweep-preferred", "none",
+        "--sweep-instances", "1",
+    )  # fmt: skip
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert [scenario["name"] for scenario in document["scenarios"]] == [
+        "delay0_preferrednone_instances1", "delay5000_preferrednone_instances1",
+    ]  # fmt: skip
+    (ranking,) = document["sections"]
+    assert sorted(row[0] for row in ranking["rows"]) == [0, 5000]
+    throughputs = [row[3] for row in ranking["rows"]]
+    assert throughputs == sorted(throughputs, reverse=True) and throughputs[0] > 0
+    assert ranking["findings"]

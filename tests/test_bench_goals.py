@@ -1,0 +1,72 @@
+"""bench.goals: the issue's targets and the side-by-side ratios, read off fixed scenarios."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.goals import goals, ratios
+from bench.loadgen import LevelResult
+from bench.report import Level, Scenario
+from bench.stats import LatencySummary
+from bench.suite import CRUD, CRUD_LOADED, GRPC_CLASSIFY, GRPC_NOBATCH, GRPC_RESNET, NAIVE, REST_CLASSIFY
+from bench.triton_stats import TritonDelta
+
+
+def _level(concurrency: int, rps: float, p99: float | None, batch: float | None = None) -> Level:
+    latency = LatencySummary(10, p99 and p99 / 2, p99, p99, p99, p99)
+    triton = TritonDelta("resnet", 10, 10, 5, batch, 3.0, 9.0, {}) if batch else None
+    return Level(LevelResult(concurrency, 10.0, int(rps * 10), {}, rps, latency, 0, False, 0), triton)
+
+
+def _scenario(name: str, *levels: Level) -> Scenario:
+    return Scenario(name, name, list(levels))
+
+
+SCENARIOS = [
+    _scenario(REST_CLASSIFY, _level(1, 10, 60, 1.0), _level(16, 18, 900, 4.5), _level(64, 19, 3400, 9.0)),
+    _scenario(GRPC_CLASSIFY, _level(1, 11, 55, 1.0), _level(16, 20, 850, 4.2), _level(64, 20, 3300, 9.1)),
+    _scenario(GRPC_RESNET, _level(1, 20, 50, 1.0), _level(16, 25, 700, 6.0)),
+    _scenario(GRPC_NOBATCH, _level(1, 20, 50, 1.0), _level(16, 20, 800, 1.0)),
+    _scenario(NAIVE, _level(1, 8, 130), _level(16, 9, 1800), _level(64, 9, 7000)),
+    _scenario(CRUD, _level(1, 900, 2.0), _level(16, 2400, 9.0), _level(64, 2600, 30.0)),
+    _scenario(CRUD_LOADED, _level(1, 500, 8.0), _level(16, 1200, 22.0), _level(64, 1300, 60.0)),
+]
+
+
+def test_ratios_pair_scenarios_present_in_the_run() -> None:
+    chosen = ratios(SCENARIOS, 16, "cpu")
+    keys = {(r.numerator, r.denominator, r.concurrency): r.at_least for r in chosen}
+    assert keys[(REST_CLASSIFY, GRPC_CLASSIFY, 16)] == 0.9 and keys[(REST_CLASSIFY, NAIVE, 16)] == 1.5
+    assert {(GRPC_RESNET, GRPC_NOBATCH, 1), (GRPC_RESNET, GRPC_NOBATCH, 16)} <= set(keys)
+    assert {(CRUD_LOADED, CRUD, c) for c in (1, 16, 64)} <= set(keys)
+    assert not any("edges" in r.numerator or "fp16" in r.numerator for r in chosen)  # not measured, not listed
+    assert all(r.at_least is None for r in ratios(SCENARIOS, 16, "cuda"))  # the GPU goals are absolute
+
+
+def test_cpu_goals() -> None:
+    batch, crud_alone, crud_loaded = goals(SCENARIOS, 16, "cpu")
+    assert (batch.value, batch.met) == (4.5, True)
+    # The busiest idle level within p99 10 ms is c=16 (c=64 is faster but over the budget) ...
+    assert (crud_alone.value, crud_alone.met, crud_alone.detail) == (2400, True, "c=16, p99 9.0 ms")
+    # ... and the loaded p99 is judged at that same level.
+    assert (crud_loaded.value, crud_loaded.met) == (22.0, True) and crud_loaded.detail.startswith("c=16")
+
+
+def test_a_scenario_that_never_met_the_latency_bound_misses_its_goal() -> None:
+    slow = [_scenario(CRUD, _level(1, 900, 12.0), _level(16, 1500, 40.0)), _scenario(CRUD_LOADED, _level(1, 500, 30.0))]
+    _, crud_alone, crud_loaded = goals(slow, 16, "cpu")
+    assert (crud_alone.value, crud_alone.met, crud_alone.detail) == (0.0, False, "no level had p99 within 10 ms")
+    assert (crud_loaded.value, crud_loaded.met) == (None, None)  # judged at the idle run's busiest level: c=16
+
+
+def test_gpu_goals_take_the_best_level_within_the_latency_budget() -> None:
+    on_gpu = [
+        _scenario(REST_CLASSIFY, _level(1, 500, 5), _level(64, 7000, 30), _level(256, 9000, 80)),
+        _scenario(GRPC_CLASSIFY, _level(64, 11000, 20), _level(256, 13000, 70)),
+        _scenario(NAIVE, _level(1, 300, 4), _level(16, 700, 40)),
+    ]
+    gateway, triton, over_naive, crud_alone, _ = goals(on_gpu, 16, "cuda")
+    assert (gateway.value, gateway.met, gateway.detail) == (7000, False, "c=64, p99 30.0 ms")  # c=256 is over 50 ms
+    assert (triton.value, triton.met) == (13000, True)  # straight to Triton: the best level, whatever its p99
+    assert (over_naive.value, over_naive.met) == (pytest.approx(10.0), True)
+    assert crud_alone.value is None and crud_alone.met is None  # not measured: no verdict
