@@ -142,3 +142,12 @@ def gateway_factory(
 def gateway(gateway_factory: Callable[..., Gateway], triton: TritonServer) -> Gateway:
     """The gateway in front of the session's Triton, serving the test model."""
     return gateway_factory(GATEWAY_TRITON_URL=triton.grpc_url)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.figures import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")

@@ -7,7 +7,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -21,19 +21,11 @@ from export.preprocess import PreprocessSpec
 from export.repository import Batching, resnet_config, write_configs
 from launcher.triton import Ports, TritonServer
 from tests.conftest import TEST_MODEL, Gateway, free_ports
+from tests.figures import FIGURES
 from tests.hostile import corpus, unusual_but_valid
 
 pytestmark = pytest.mark.reliability
-FIGURES: dict[str, object] = {}
 JPEG = {"content-type": "image/jpeg"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_figures() -> Iterator[None]:
-    yield
-    print("\n\nreliability figures:")
-    for name, value in FIGURES.items():
-        print(f"  {name}: {value}")
 
 
 def jpeg(image: np.ndarray) -> bytes:
