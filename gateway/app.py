@@ -12,6 +12,7 @@ from gateway.errors import install_error_handlers
 from gateway.images import Decoder, Limits
 from gateway.inference import Inference
 from gateway.items import open_item_store
+from gateway.items.store import ItemStoreError
 from gateway.observability import Metrics, ObservabilityMiddleware
 from gateway.routes import health, images, items
 from gateway.settings import Settings
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.api_keys = load_keys(settings)
     install_error_handlers(app)
+    app.add_exception_handler(ItemStoreError, items.answer_store_error)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected if settings.protect_metrics else [])

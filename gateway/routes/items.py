@@ -13,13 +13,13 @@ true``, and creates nothing; the same key with another body answers 422.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from gateway.deps import SettingsDep
-from gateway.errors import ApiError, ErrorResponse
+from gateway.errors import ApiError, ErrorResponse, error_response
 from gateway.items.document import MAX_DEPTH, InvalidDocument, parse_object
 from gateway.items.store import (
     ITEM_ID_PATTERN,
@@ -41,7 +41,7 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def get_store(request: Request) -> ItemStore:
+async def get_store(request: Request) -> ItemStore:
     """The store the app's lifespan opened."""
     return request.app.state.items
 
@@ -59,17 +59,15 @@ _ANSWERS: dict[type[ItemStoreError], tuple[int, str]] = {
 }
 
 
-async def _store_errors(settings: SettingsDep) -> AsyncIterator[None]:
-    """Answers every store error of every route here in one place; 409 and 503 say when to retry."""
-    try:
-        yield
-    except ItemStoreError as exc:
-        status, code = _ANSWERS[type(exc)]
-        headers = {"Retry-After": str(settings.retry_after_s)} if status in (409, 503) else None
-        raise ApiError(status, code, str(exc), headers) from exc
+async def answer_store_error(request: Request, exc: ItemStoreError) -> JSONResponse:
+    """The app's handler for every store error of every route here; 409 and 503 say when to retry. (A handler,
+    not a yield dependency around each route: that cost a tenth of a CRUD request's CPU.)"""
+    status, code = _ANSWERS[type(exc)]
+    retry_after = request.app.state.settings.retry_after_s
+    return error_response(status, code, str(exc), {"Retry-After": str(retry_after)} if status in (409, 503) else None)
 
 
-router = APIRouter(prefix="/v1/items", tags=["items"], dependencies=[Depends(_store_errors, scope="function")])
+router = APIRouter(prefix="/v1/items", tags=["items"])
 
 ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="letters, digits, `_` and `-`; 1 to 128")]
 IfMatchHeader = Annotated[
