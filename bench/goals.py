@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.report import Goal, Ratio, Scenario
+from bench.results import Goal, Ratio, Scenario
 from bench.suite import (
     CRUD,
     CRUD_LOADED,

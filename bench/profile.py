@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bench.process_cpu import CLIENT
-from bench.report import Section
+from bench.results import Section
 from bench.suite import GRPC_CLASSIFY, GRPC_NOBATCH, GRPC_RESNET, REST_CLASSIFY, Measured
 from bench.triton_stats import TritonDelta
 from export.repository import CLASSIFY, PREPROCESS

@@ -16,7 +16,7 @@ from bench import goals, profile
 from bench.costs import Measurement, PriceTable, measurements, measurements_from_report, rank_routes
 from bench.inputs import PHOTOGRAPHS, SHORT_SIDE, photographs
 from bench.machine import machine_info
-from bench.report import Report, Scenario
+from bench.results import Report, Scenario
 from bench.stack import StackOptions, running_stack, say
 from bench.suite import CRUD_LOADED, Plan, SuiteResult, run_suite
 from bench.sweep import SweepPlan, run_sweep

@@ -17,7 +17,7 @@ from bench import scenarios as sc
 from bench.inputs import RoundRobin
 from bench.loadgen import Background, Observers, Send, Timing, background_load, run_levels
 from bench.process_cpu import CpuWindow
-from bench.report import Level, Scenario
+from bench.results import Level, Scenario
 from bench.stack import Stack, say
 from bench.stats import error_kind
 from bench.triton_stats import TritonDelta, TritonWindow

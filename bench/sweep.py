@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import scenarios as sc
 from bench.loadgen import LevelResult, Timing, run_level
-from bench.report import Level, Scenario, Section
+from bench.results import Level, Scenario, Section
 from bench.stack import free_ports, say
 from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import batching_of, exported_model, sweep_repository

@@ -6,7 +6,7 @@ import pytest
 
 from bench.goals import goals, ratios
 from bench.loadgen import LevelResult
-from bench.report import Level, Scenario
+from bench.results import Level, Scenario
 from bench.stats import LatencySummary
 from bench.suite import CRUD, CRUD_LOADED, GRPC_CLASSIFY, GRPC_NOBATCH, GRPC_RESNET, NAIVE, REST_CLASSIFY
 from bench.triton_stats import TritonDelta

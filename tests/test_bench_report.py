@@ -10,7 +10,8 @@ import pytest
 from bench.costs import Instance, Measurement, PriceTable, rank_routes
 from bench.loadgen import LevelResult, Timing
 from bench.machine import machine_info
-from bench.report import Level, Ratio, Report, ReportFiles, Scenario, write_report
+from bench.report import ReportFiles, write_report
+from bench.results import Level, Ratio, Report, Scenario, Section, from_json, to_json
 from bench.stats import LatencySummary
 from bench.triton_stats import TritonDelta
 
@@ -54,31 +55,40 @@ NAIVE = Scenario(
 MACHINE = {"cpu_model": "Test CPU", "cpu_cores": 2, "gpus": [], "versions": {"python": "3.11.7"}}
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
-    """Rendered once for the module: the tests read the same files."""
-    costs = rank_routes(
+REPORT = Report(
+    title="Benchmark (test)",
+    started_at="2026-01-01T00:00:00+00:00",
+    machine=MACHINE,
+    timing=Timing(warmup_s=2, window_s=10),
+    scenarios=[GATEWAY, NAIVE],
+    ratios=[
+        Ratio("gateway / naive", "rest", "naive", 4, at_least=1.5),
+        Ratio("gateway / naive", "rest", "naive", 16, at_least=1.5),
+        Ratio("gateway / missing", "rest", "grpc", 16),
+    ],
+    costs=rank_routes(
         {"classify": [Measurement("gpu", 64, 2000, 45.0), Measurement("cpu", 16, 20, 900.0)], "items": []},
         PRICES,
         p99_target_ms=50,
-    )
-    report = Report(
-        title="Benchmark (test)",
-        started_at="2026-01-01T00:00:00+00:00",
-        machine=MACHINE,
-        timing=Timing(warmup_s=2, window_s=10),
-        scenarios=[GATEWAY, NAIVE],
-        ratios=[
-            Ratio("gateway / naive", "rest", "naive", 4, at_least=1.5),
-            Ratio("gateway / naive", "rest", "naive", 16, at_least=1.5),
-            Ratio("gateway / missing", "rest", "grpc", 16),
-        ],
-        costs=costs,
-        p99_target_ms=50,
-        prices=PRICES,
-        notes=["Fixed figures for a test."],
-    )
-    return write_report(report, tmp_path_factory.mktemp("report"))
+    ),
+    p99_target_ms=50,
+    prices=PRICES,
+    notes=["Fixed figures for a test."],
+    sections=[Section("Bytes", "", ["scenario", "bytes"], [["rest", 65536], ["naive", None], ["grpc", 1.5]])],
+)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
+    """Rendered once for the module: the tests read the same files."""
+    return write_report(REPORT, tmp_path_factory.mktemp("report"))
+
+
+def test_results_read_back_from_their_json(files: ReportFiles) -> None:
+    """What report.json holds is the whole results model: reading it back gives the same report."""
+    document = json.loads(files.json.read_text())
+    assert from_json(document) == REPORT
+    assert to_json(from_json(document)) == document
 
 
 def test_json_holds_every_figure(files: ReportFiles) -> None:
