@@ -1,4 +1,4 @@
-# Everything starts from a bare Python 3.10+: `make serve` runs the service, `make test` runs every test.
+# Everything starts from a bare Python 3.11+: `make serve` runs the service, `make test` runs every test.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -7,25 +7,39 @@ comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 MODEL      ?= resnet50
+# auto: torchvision's ImageNet weights when cached or downloadable, else the random init seed:0 (said loudly).
+WEIGHTS    ?= auto
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
-.PHONY: help install models serve test reliability bench bench-gpu bench-sweep deploy deploy-dry-run lint clean
+.PHONY: help install lock models serve test reliability bench bench-gpu bench-sweep deploy deploy-dry-run lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# uv comes from PyPI into the venv; the same version builds the images (deploy/ecs/Dockerfile.*, UV_VERSION).
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -e ".[$(EXTRAS)]"
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip "uv==$(UV_VERSION)"
+
+# Exactly what uv.lock pins, nothing else (sync removes strays); --locked fails when pyproject.toml changed
+# without `make lock`, instead of installing something the lock does not describe.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --no-python-downloads $(foreach extra,$(subst $(comma), ,$(EXTRAS)),--extra $(extra))
+	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-install: $(STAMP)  ## create .venv and install the project with its extras
+install: $(STAMP)  ## create .venv and install the project with its extras, exactly as uv.lock pins them
+
+lock: | $(UV)  ## re-resolve uv.lock to the newest versions pyproject.toml allows (then commit it; make install)
+	$(UV) lock --upgrade
 
 $(REPOSITORY)/$(MODEL)/1/model.onnx: | $(STAMP)
-	$(PY) -m export --model $(MODEL) --repository $(REPOSITORY)
+	$(PY) -m export --model $(MODEL) --weights $(WEIGHTS) --repository $(REPOSITORY)
 
 models: $(REPOSITORY)/$(MODEL)/1/model.onnx  ## export the default model (resnet50) unless it is there
 
@@ -61,9 +75,10 @@ deploy: install models  ## deploy to Amazon ECS: DEPLOY_ARGS="--cluster ... --bu
 deploy-dry-run: install  ## print the ECS plan, task definition and IAM policies without calling AWS
 	$(PY) -m deploy.ecs --dry-run --model-repository $(REPOSITORY) $(DEPLOY_ARGS)
 
-lint: install  ## ruff
+lint: install  ## ruff (lint and format) and mypy ([tool.mypy] in pyproject.toml names the packages)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:  ## remove the environment, exported models and build output
 	rm -rf $(VENV) build var model_repository/*/1 model_repository/*/labels.txt

@@ -14,7 +14,10 @@ import torch
 from torch import nn
 from torchvision.models import get_model, get_model_weights
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+from export.weights import ARCHITECTURES, IMAGENET, check_architecture, fetch_imagenet
+
+__all__ = ["ARCHITECTURES", "Classifier", "check_parity", "class_names", "export_onnx", "load_backbone"]
+
 NUM_CLASSES = 1000
 
 
@@ -38,9 +41,12 @@ class Classifier(nn.Module):
 
 
 def load_backbone(arch: str, weights: str) -> nn.Module:
-    """``seed:N`` (deterministic random init), a local ``.pth`` state dict, or ``s3://bucket/key``."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    """``seed:N`` (deterministic random init), ``imagenet`` (torchvision's, through torch.hub's cache), a local
+    ``.pth`` state dict, or ``s3://bucket/key``. ``auto`` is resolved before this (``export.weights.resolve``)."""
+    check_architecture(arch)
+    if weights == IMAGENET:
+        # Cached (or downloaded) first, so torchvision's own loader finds the file and never touches the network.
+        return get_model(arch, weights=fetch_imagenet(arch).name).eval()
     if weights.startswith("seed:"):
         try:
             seed = int(weights.removeprefix("seed:"))
