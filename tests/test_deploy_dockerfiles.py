@@ -4,76 +4,15 @@ dependency layer, and ports and commands that agree with the task definition tem
 from __future__ import annotations
 
 import ast
-import json
 import re
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploy.ecs import template
 from deploy.ecs.task_definition import GATEWAY, TRITON, container
-
-ECS = Path(__file__).resolve().parents[1] / "deploy" / "ecs"
-
-
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    arguments: str
-
-
-def parse(path: Path) -> list[Instruction]:
-    """Instructions with continuation lines joined and comments dropped."""
-    instructions, pending = [], ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + line).partition(" ")
-        instructions.append(Instruction(keyword.upper(), arguments.strip()))
-        pending = ""
-    return instructions
-
-
-def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
-    """The build stages, each starting with its FROM (global ARGs before the first FROM are left out)."""
-    result: list[list[Instruction]] = []
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            result.append([])
-        if result:
-            result[-1].append(instruction)
-    return result
-
-
-def base_images(instructions: list[Instruction]) -> list[str]:
-    """FROM images with global ARG defaults substituted; references to earlier stages left out."""
-    defaults = {}
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            break
-        if instruction.keyword == "ARG":
-            name, _, value = instruction.arguments.partition("=")
-            defaults[name] = value
-    images, stage_names = [], set()
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            words = instruction.arguments.split()
-            image = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m[1]], words[0])
-            if image not in stage_names:
-                images.append(image)
-            if len(words) == 3 and words[1].upper() == "AS":
-                stage_names.add(words[2])
-    return images
-
-
-def exec_form(arguments: str) -> list[str]:
-    return json.loads(arguments)
+from tests.dockerfile import ECS, LOOPBACK_ONLY, Instruction, base_images, exec_form, global_args, parse, stages
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +26,7 @@ def gateway() -> list[Instruction]:
 
 
 @pytest.fixture(scope="module")
-def task_template() -> dict:
+def task_template() -> dict[str, Any]:
     return template.load("task-definition.json")
 
 
@@ -102,7 +41,9 @@ def test_base_images_are_pinned(name: str) -> None:
 
 
 def test_triton_image_is_ngc_tritonserver(triton: list[Instruction]) -> None:
-    assert base_images(triton) == ["nvcr.io/nvidia/tritonserver:24.10-py3"]  # server 2.51, as tested locally
+    # The lock stage is python:slim; the image that ships is NGC's server 2.51, as tested locally.
+    assert base_images(triton)[-1] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert stages(triton)[-1][0].arguments == "nvcr.io/nvidia/tritonserver:24.10-py3"
 
 
 def test_gateway_image_is_slim_python(gateway: list[Instruction]) -> None:
@@ -116,29 +57,67 @@ def test_final_stage_runs_as_a_non_root_user(name: str) -> None:
     assert users[-1].split(":")[0] not in ("root", "0")
 
 
-@pytest.mark.parametrize(("name", "container_name"), [("Dockerfile.triton", TRITON), ("Dockerfile.gateway", GATEWAY)])
-def test_exposed_ports_match_the_task_definition(name: str, container_name: str, task_template: dict) -> None:
+def test_gateway_exposes_the_port_the_task_definition_maps(task_template: dict[str, Any]) -> None:
     exposed = {
-        int(port.split("/")[0]) for i in parse(ECS / name) if i.keyword == "EXPOSE" for port in i.arguments.split()
+        int(port.split("/")[0])
+        for i in parse(ECS / "Dockerfile.gateway")
+        if i.keyword == "EXPOSE"
+        for port in i.arguments.split()
     }
-    mapped = {m["containerPort"] for m in container(task_template, container_name)["portMappings"]}
-    assert exposed == mapped
+    assert exposed == {m["containerPort"] for m in container(task_template, GATEWAY)["portMappings"]}
 
 
-def test_gateway_installs_dependencies_before_copying_the_source(gateway: list[Instruction]) -> None:
+def test_triton_exposes_the_ports_its_command_serves(triton: list[Instruction]) -> None:
+    """HTTP, gRPC and metrics: the image's defaults, which the compose stack publishes (on loopback)."""
+    exposed = {int(port) for i in triton if i.keyword == "EXPOSE" for port in i.arguments.split()}
+    assert exposed == {8000, 8001, 8002}
+
+
+def test_gateway_installs_locked_dependencies_before_copying_the_source(gateway: list[Instruction]) -> None:
     builder = stages(gateway)[0]
 
     def first(keyword: str, text: str) -> int:
         return next(n for n, i in enumerate(builder) if i.keyword == keyword and text in i.arguments)
 
     metadata, dependencies, source = (
-        first("COPY", "pyproject.toml"),
+        first("COPY", "uv.lock"),
         first("RUN", "-r requirements.txt"),
         first("COPY", "gateway"),
     )
     assert metadata < dependencies < source
     copies_before_dependencies = [i for i in builder[:dependencies] if i.keyword == "COPY"]
-    assert [i.arguments.split()[0] for i in copies_before_dependencies] == ["pyproject.toml"]
+    assert [shlex.split(i.arguments)[:-1] for i in copies_before_dependencies] == [["pyproject.toml", "uv.lock"]]
+    install = builder[dependencies].arguments
+    # Exactly the lock's base dependencies: no re-resolution, every wheel checked against its recorded hash.
+    assert "uv export --frozen --no-dev --no-emit-project" in install
+    assert "--require-hashes --no-deps -r requirements.txt" in install
+    # The project itself adds nothing from the index: its dependencies are all in already.
+    assert any(i.keyword == "RUN" and i.arguments == "pip install --no-deps ." for i in builder[source:])
+
+
+def test_triton_installs_boto3_from_the_lock(triton: list[Instruction]) -> None:
+    lock_stage, server = stages(triton)
+    exports = [i.arguments for i in lock_stage if i.keyword == "RUN" and "uv export" in i.arguments]
+    assert exports == ["uv export --frozen --only-group triton-image --no-emit-project --output-file /requirements.txt"]
+    assert [i.arguments for i in server if i.keyword == "COPY" and "--from=" in i.arguments] == [
+        "--from=lock /requirements.txt /opt/tritonserve/requirements.txt"
+    ]
+    installs = [i.arguments for i in server if i.keyword == "RUN" and "pip" in i.arguments]
+    assert installs == ["pip3 install --no-cache-dir --require-hashes --no-deps -r /opt/tritonserve/requirements.txt"]
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.triton", "Dockerfile.gateway"])
+def test_images_use_the_makefiles_uv(name: str) -> None:
+    """One uv version reads the lock everywhere (the lock format is uv's)."""
+    makefile = (ECS.parents[1] / "Makefile").read_text()
+    make_version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.MULTILINE)
+    assert make_version is not None
+    instructions = parse(ECS / name)
+    assert global_args(instructions)["UV_VERSION"] == make_version[1]
+    assert any(
+        i.keyword == "RUN" and "pip install" in i.arguments and '"uv==${UV_VERSION}"' in i.arguments
+        for i in instructions
+    )
 
 
 def test_gateway_final_stage_holds_the_venv_and_no_build_tools(gateway: list[Instruction]) -> None:
@@ -148,17 +127,22 @@ def test_gateway_final_stage_holds_the_venv_and_no_build_tools(gateway: list[Ins
     assert not re.search(r"apt-get install|apk add|pip install|gcc|build-essential", runs)
 
 
-def test_gateway_command_and_listen_address(gateway: list[Instruction], task_template: dict) -> None:
+def test_gateway_command_and_listen_address(gateway: list[Instruction], task_template: dict[str, Any]) -> None:
     final = stages(gateway)[-1]
     assert exec_form(next(i.arguments for i in final if i.keyword == "CMD")) == ["python", "-m", "gateway"]
     env = " ".join(i.arguments for i in final if i.keyword == "ENV")
     assert "GATEWAY_HOST=0.0.0.0" in env and "GATEWAY_PORT=8080" in env
 
 
-def test_triton_default_command_is_the_task_definition_command(triton: list[Instruction], task_template: dict) -> None:
-    """Run by hand (docker run), the image behaves as it does in the task."""
+def test_triton_default_command_is_the_task_definition_command(
+    triton: list[Instruction], task_template: dict[str, Any]
+) -> None:
+    """Run by hand (docker run, compose), the image behaves as in the task, except that the task binds to
+    loopback: Triton's ports bypass the gateway's keys and limits, so only the task's own containers reach them."""
     command = exec_form(next(i.arguments for i in triton if i.keyword == "CMD"))
-    assert command == container(task_template, TRITON)["command"]
+    task_command = container(task_template, TRITON)["command"]
+    assert [arg for arg in task_command if arg not in LOOPBACK_ONLY] == command
+    assert set(LOOPBACK_ONLY) <= set(task_command)
     entrypoint = exec_form(next(i.arguments for i in triton if i.keyword == "ENTRYPOINT"))
     assert entrypoint[-1] == "/opt/tritonserve/fetch_models.py"
 

@@ -18,6 +18,7 @@ from deploy.ecs.config import DeployConfig, EcrImage
 from deploy.ecs.errors import DeployError
 from deploy.ecs.spec import spec_tag
 from deploy.ecs.task_definition import GATEWAY, TRITON, container, render_task_definition
+from tests.dockerfile import LOOPBACK_ONLY
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
@@ -73,11 +74,13 @@ def test_gpu_task_on_ec2_with_awsvpc(definition: dict[str, Any]) -> None:
     assert "resourceRequirements" not in container(definition, GATEWAY)
 
 
-def test_triton_exposes_http_grpc_and_metrics_and_the_gateway_reaches_it_on_localhost(
+def test_triton_listens_inside_the_task_only_and_the_gateway_reaches_it_on_localhost(
     definition: dict[str, Any],
 ) -> None:
+    """Triton's ports bypass the gateway's keys and limits: loopback only, whatever the security groups say."""
     triton, gateway = container(definition, TRITON), container(definition, GATEWAY)
-    assert [m["containerPort"] for m in triton["portMappings"]] == [8000, 8001, 8002]
+    assert "portMappings" not in triton
+    assert set(LOOPBACK_ONLY) <= set(triton["command"])
     # awsvpc: the containers of one task share a network namespace, so the gateway dials localhost.
     assert _environment(gateway)["GATEWAY_TRITON_URL"] == "127.0.0.1:8001"
     assert [m["containerPort"] for m in gateway["portMappings"]] == [int(_environment(gateway)["GATEWAY_PORT"])]
