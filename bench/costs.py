@@ -135,3 +135,16 @@ def rank_routes(
 ) -> dict[str, list[Option]]:
     """``rank_instances`` per route: the first option of each is the route's answer."""
     return {route: rank_instances(points, prices, p99_target_ms) for route, points in routes.items()}
+
+
+# GPU instances with 4 and 8 vCPUs: what their CPUs can feed the GPU is the feed-capacity line of the report.
+FEED_INSTANCES = ("g6.xlarge", "g5.xlarge", "g6.2xlarge", "g5.2xlarge")
+
+
+def feed_capacity(vcpus: int, path_cpu_ms: float) -> float:
+    """Images per second an instance's CPUs can prepare for its GPU when each image costs ``path_cpu_ms`` of CPU
+    outside the network itself (HTTP, header check, decode, preprocessing, transfers): every vCPU busy with
+    nothing else, so an upper bound (vCPUs are hyper-threads, and the host has other work)."""
+    if path_cpu_ms <= 0:
+        raise ValueError(f"path CPU per image must be positive, got {path_cpu_ms}")
+    return vcpus * 1000.0 / path_cpu_ms

@@ -17,11 +17,12 @@ import psutil
 CLIENT = "client"
 
 
-def cpu_s(pid: int, tree: bool = True) -> float:
-    """User + system CPU seconds of a process (and its live descendants); 0 when it is gone."""
+def cpu_s(pid: int, tree: bool = True, root: bool = True) -> float:
+    """User + system CPU seconds of a process (``root``) and/or its live descendants (``tree``); 0 when gone."""
     try:
-        root = psutil.Process(pid)
-        processes = [root, *(root.children(recursive=True) if tree else [])]
+        process = psutil.Process(pid)
+        processes = [process] if root else []
+        processes += process.children(recursive=True) if tree else []
     except psutil.Error:
         return 0.0
     total = 0.0
@@ -36,16 +37,24 @@ class CpuWindow:
     """A ``bench.loadgen.WindowObserver``: CPU seconds per role over each level's window.
 
     The load generator (this process, role ``client``) is counted without its children: they are the
-    services, counted under their own roles.
+    services, counted under their own roles. A role in ``children_apart`` is its root process alone, its
+    descendants counted under the role it maps to (Triton apart from its python-backend stubs).
     """
 
-    def __init__(self, services: Mapping[str, int]) -> None:
+    def __init__(self, services: Mapping[str, int], children_apart: Mapping[str, str] | None = None) -> None:
         self.services = dict(services)
+        self.children_apart = dict(children_apart or {})
         self.seconds: dict[int, dict[str, float]] = {}  # concurrency -> role -> CPU seconds
         self._before: dict[str, float] = {}
 
     def _snapshot(self) -> dict[str, float]:
-        return {CLIENT: cpu_s(os.getpid(), tree=False)} | {role: cpu_s(pid) for role, pid in self.services.items()}
+        seconds = {CLIENT: cpu_s(os.getpid(), tree=False)}
+        for role, pid in self.services.items():
+            apart = self.children_apart.get(role)
+            seconds[role] = cpu_s(pid, tree=apart is None)
+            if apart is not None:
+                seconds[apart] = cpu_s(pid, root=False)
+        return seconds
 
     async def window_opened(self, concurrency: int) -> None:
         self._before = self._snapshot()

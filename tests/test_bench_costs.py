@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from bench.costs import (
+    FEED_INSTANCES,
     Instance,
     Measurement,
     PriceTable,
+    feed_capacity,
     load_prices,
     measurements,
     measurements_from_report,
@@ -113,3 +115,18 @@ def test_an_edited_price_table_is_read(tmp_path: Path) -> None:
     prices = load_prices(path)
     assert prices.as_of == "2030-02-03" and prices.region == "eu-west-1"
     assert prices.instance("x.large") == Instance("x.large", 1.5, 2, 4, 0, None)
+
+
+def test_feed_capacity_is_what_the_vcpus_can_prepare() -> None:
+    """The issue's figures: 13.5 CPU-ms per small image and 270 per phone photo on 4 vCPUs."""
+    assert feed_capacity(4, 13.5) == pytest.approx(296.3, abs=0.1)
+    assert feed_capacity(4, 270.0) == pytest.approx(14.8, abs=0.1)
+    assert feed_capacity(8, 5.0) == 1600.0
+    with pytest.raises(ValueError, match="positive"):
+        feed_capacity(4, 0.0)
+
+
+def test_the_feed_instances_are_priced_with_their_vcpus() -> None:
+    prices = load_prices()
+    assert [prices.instance(name).vcpus for name in FEED_INSTANCES] == [4, 4, 8, 8]
+    assert all(prices.instance(name).gpus == 1 for name in FEED_INSTANCES)
