@@ -2,7 +2,8 @@
 
 Parsing refuses what would cost more than its size suggests or could not be stored faithfully: nesting deeper
 than ``MAX_DEPTH`` (checked by a linear scan before ``json.loads`` can recurse), text that is not UTF-8 (RFC
-8259 allows nothing else), and numbers that are not finite (``NaN`` or ``1e999`` have no JSON form to store).
+8259 allows nothing else), strings that are not Unicode text (a lone surrogate escape such as ``"\\ud800"``
+has no UTF-8 form), and numbers that are not finite (``NaN`` or ``1e999`` have no JSON form to store).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ import hashlib
 import json
 import math
 import re
+from itertools import accumulate
 from typing import Any
 
 MAX_DEPTH = 32
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string literal, or an unterminated one running to the end (optionally a dangling backslash): every '"'
+# starts a match, so a failed match can't be retried from each later quote. Requiring the closing quote made a
+# body of escaped quotes (["\"\"\"...) quadratic: 64 KiB of them took seconds on the event loop.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _JSON_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
@@ -26,11 +33,7 @@ class InvalidDocument(ValueError):
 
 def nesting_depth(text: str) -> int:
     """How deep arrays and objects nest, brackets inside strings ignored; exact for valid JSON."""
-    depth = deepest = 0
-    for bracket in _BRACKET.findall(_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+    return max(accumulate(map(_STEP.__getitem__, _BRACKET.findall(_STRING.sub("", text)))), default=0)
 
 
 def _finite(number: str) -> float:
@@ -60,6 +63,11 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         raise InvalidDocument(f"the body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidDocument(f"the body must be a JSON object, not {_JSON_NAMES.get(type(value), 'null')}")
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then is the whole object checked
+        try:
+            dump(value).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidDocument(f"a string holds a lone surrogate (U+{ord(exc.object[exc.start]):04X})") from None
     return value
 
 

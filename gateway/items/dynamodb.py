@@ -10,6 +10,7 @@ outside the item id charset), written in one transaction with the item; listing 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -19,14 +20,17 @@ from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from gateway.items.store import (
+    Columns,
     IdempotencyClaim,
     IfMatch,
     Item,
     ItemNotFound,
     ItemStore,
+    Page,
     WriteConflict,
     backoff_s,
     stored_item,
+    take_page,
     unmet,
 )
 
@@ -76,14 +80,18 @@ def _record(item: Item, text: str) -> dict[str, Any]:
     }
 
 
-def _item(record: dict[str, Any]) -> Item:
-    return stored_item(
+def _columns(record: dict[str, Any]) -> Columns:
+    return (
         record["id"]["S"],
         int(record["version"]["N"]),
         record["created_at"]["S"],
         record["updated_at"]["S"],
         record["data"]["S"],
     )
+
+
+def _item(record: dict[str, Any]) -> Item:
+    return stored_item(*_columns(record))
 
 
 def _condition(if_match: IfMatch) -> dict[str, Any]:
@@ -171,26 +179,27 @@ class DynamoDBItemStore(ItemStore):
         except self._client.exceptions.ConditionalCheckFailedException:
             raise unmet(item_id, if_match) from None
 
-    def _page(self, after: str | None, count: int) -> list[Item]:
-        # Scan's Limit counts items read before the filter drops idempotency records, so keep scanning
-        # until ``count`` items came back; extra ones are dropped and read again after the returned cursor.
-        found: list[Item] = []
+    def _page(self, after: str | None, limit: int, max_bytes: int) -> Page:
+        return take_page(self._records(after, limit + 1), limit, max_bytes)
+
+    def _records(self, after: str | None, batch: int) -> Iterator[Columns]:
+        """Every item after ``after``, scanned ``batch`` at a time only as far as the caller reads. Scan's Limit
+        counts items read before the filter drops idempotency records, so a call may bring back fewer."""
         start = None if after is None else _key(after)
-        while len(found) < count:
+        while True:
             page = self._client.scan(
                 TableName=self._table,
-                Limit=count,
+                Limit=batch,
                 ConsistentRead=True,
                 FilterExpression="NOT begins_with(#id, :reserved)",
                 ExpressionAttributeNames={"#id": "id"},
                 ExpressionAttributeValues={":reserved": {"S": IDEMPOTENCY_PREFIX}},
                 **({} if start is None else {"ExclusiveStartKey": start}),
             )
-            found.extend(_item(record) for record in page["Items"])
+            yield from (_columns(record) for record in page["Items"])
             start = page.get("LastEvaluatedKey")
             if start is None:
-                break
-        return found[:count]
+                return
 
     def _probe(self) -> None:
         # GetItem, not DescribeTable: the task role only needs item-level permissions on the table.

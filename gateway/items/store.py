@@ -6,8 +6,11 @@ Semantics all stores share (the HTTP layer maps them one to one):
   must exist) or a version (it must be the current one); a precondition on a missing item fails too, as RFC
   9110 asks of ``If-Match``. A write that finds another version than it expects changes nothing.
 - Backends implement blocking primitives (``_fetch``, ``_write``, ...). This base class runs them on its own
-  bounded thread pool, so no store call blocks the event loop, and turns what a backend calls an outage into
-  ``StoreUnavailable``. Shared logic (ids, timestamps, cursors, merge patch, idempotent replay) lives here.
+  bounded thread pools, so no store call blocks the event loop, and turns what a backend calls an outage into
+  ``StoreUnavailable``. Reads (get, list, ping) may have a pool of their own, so they never queue behind writes
+  stuck on a lock. Shared logic (ids, timestamps, cursors, pages, merge patch, idempotent replay) lives here.
+- A page of a listing holds at most ``limit`` items and stops early once their stored data passes
+  ``max_page_bytes``: a page's memory follows the byte budget, not ``limit`` x the item size limit.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import random
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +38,7 @@ log = logging.getLogger("gateway.items")
 
 ITEM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_WRITE_ATTEMPTS = 100  # a PATCH without If-Match retries lost races; each round one racer wins
+MAX_PAGE_BYTES = 1024 * 1024  # stored JSON per listing page; 8 pages of 1000 x 64 KiB items once took 2.6 GB
 
 IfMatch = int | Literal["*"] | None
 T = TypeVar("T")
@@ -68,7 +72,8 @@ class Item(BaseModel):
 
 
 class ItemPage(BaseModel):
-    """One page of a listing; pass ``next_cursor`` back to get the next, ``null`` means there is none."""
+    """One page of a listing; pass ``next_cursor`` back to get the next, ``null`` means there is none. A page
+    may hold fewer items than asked for (large items) and still have a ``next_cursor``."""
 
     items: list[Item]
     next_cursor: str | None
@@ -143,6 +148,26 @@ def stored_item(item_id: str, version: int, created_at: str, updated_at: str, da
     return Item(id=item_id, version=version, created_at=created_at, updated_at=updated_at, data=json.loads(data))
 
 
+Columns = tuple[str, int, str, str, str]  # id, version, created_at, updated_at, data: what ``stored_item`` takes
+
+
+Page = tuple[list[Item], bool]  # a page's items, and whether more follow
+
+
+def take_page(rows: Iterable[Columns], limit: int, max_bytes: int) -> Page:
+    """The first items of ``rows`` (read lazily) up to ``limit`` of them, or up to the first whose data brings
+    the total past ``max_bytes`` (so a page holds at least one item); and whether another row follows."""
+    items: list[Item] = []
+    size = 0
+    rows_left: Iterator[Columns] = iter(rows)
+    for row in rows_left:
+        if len(items) == limit or size > max_bytes:
+            return items, True
+        size += len(row[4].encode())
+        items.append(stored_item(*row))
+    return items, False
+
+
 def unmet(item_id: str, if_match: IfMatch) -> ItemStoreError:
     """Why a write changed nothing: 404 without a precondition, else 412 (the item is missing or moved on)."""
     if if_match is None:
@@ -171,9 +196,19 @@ class IdempotencyClaim:
 class ItemStore(ABC):
     """What the routes use. Subclasses implement the blocking primitives below, nothing else."""
 
-    def __init__(self, *, max_data_bytes: int, workers: int) -> None:
+    def __init__(
+        self, *, max_data_bytes: int, workers: int, read_workers: int = 0, max_page_bytes: int = MAX_PAGE_BYTES
+    ) -> None:
+        """``read_workers`` > 0 gives reads a pool of their own; 0 runs them on the one pool of ``workers``."""
         self.max_data_bytes = max_data_bytes
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=type(self).__name__)
+        self.max_page_bytes = max_page_bytes
+        name = type(self).__name__
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._read_pool = (
+            ThreadPoolExecutor(max_workers=read_workers, thread_name_prefix=f"{name}-read")
+            if read_workers
+            else self._pool
+        )
 
     async def create(self, data: dict[str, Any], idempotency_key: str | None = None) -> tuple[Item, bool]:
         """A new item with a server-made id; with a key, a retry returns the first item and True (replayed)."""
@@ -187,7 +222,7 @@ class ItemStore(ABC):
         return await self._run(self._insert_once, item, text, claim)
 
     async def get(self, item_id: str) -> Item:
-        return await self._run(self._fetch, item_id)
+        return await self._read(self._fetch, item_id)
 
     async def put(self, item_id: str, data: dict[str, Any], if_match: IfMatch = None) -> tuple[Item, bool]:
         """Create or replace ``data``; True when this created the item."""
@@ -217,20 +252,21 @@ class ItemStore(ABC):
         await self._run(self._remove, item_id, if_match)
 
     async def list(self, limit: int, cursor: str | None = None) -> ItemPage:
-        """``limit`` items in the store's stable order after ``cursor``; the cursor names the last id seen,
-        so items written or deleted meanwhile never shift a page (none skipped, none repeated)."""
+        """Up to ``limit`` items in the store's stable order after ``cursor`` (fewer once ``max_page_bytes`` is
+        passed); the cursor names the last id seen, so items written or deleted meanwhile never shift a page
+        (none skipped, none repeated)."""
         after = None if cursor is None else decode_cursor(cursor)
-        items = await self._run(self._page, after, limit + 1)
-        more = len(items) > limit
-        return ItemPage(items=items[:limit], next_cursor=encode_cursor(items[limit - 1].id) if more else None)
+        items, more = await self._read(self._page, after, limit, self.max_page_bytes)
+        return ItemPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
 
     async def ping(self) -> None:
         """Raises ``StoreUnavailable`` unless the store answers now (readiness)."""
-        await self._run(self._probe)
+        await self._read(self._probe)
 
     async def close(self) -> None:
         """Lets calls in flight finish, then releases connections."""
         await asyncio.to_thread(self._pool.shutdown, wait=True)
+        await asyncio.to_thread(self._read_pool.shutdown, wait=True)
         self._release()
 
     def _encode(self, data: dict[str, Any]) -> str:
@@ -241,8 +277,14 @@ class ItemStore(ABC):
         return text
 
     async def _run(self, primitive: Callable[..., T], *args: Any) -> T:
+        """A write (or any primitive that may change the store), on the main pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._guarded, primitive, *args)
+
+    async def _read(self, primitive: Callable[..., T], *args: Any) -> T:
+        """A read, on the read pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, self._guarded, primitive, *args)
 
     def _guarded(self, primitive: Callable[..., T], *args: Any) -> T:
         try:
@@ -278,8 +320,8 @@ class ItemStore(ABC):
         """Delete if ``if_match`` holds, else raise ``unmet(...)``."""
 
     @abstractmethod
-    def _page(self, after: str | None, count: int) -> list[Item]:
-        """Up to ``count`` items following the id ``after`` in the store's stable order."""
+    def _page(self, after: str | None, limit: int, max_bytes: int) -> Page:
+        """The page following the id ``after`` in the store's stable order, as ``take_page`` cuts it."""
 
     @abstractmethod
     def _probe(self) -> None:

@@ -5,9 +5,10 @@ in (a chunked upload can't exceed it), and hostile JSON (too deep, not UTF-8, no
 before it costs anything. ``openapi_extra`` still documents the body schema, so ``/docs`` shows it.
 
 HTTP semantics: every item answer carries ``ETag: "<version>"``. ``If-Match`` (``*`` or one such ETag) makes
-PUT, PATCH and DELETE conditional; a stale one answers 412. A POST retried with the same ``Idempotency-Key``
-and body answers like the first one (201, same item, ``Location`` and ``ETag``) plus ``Idempotent-Replayed:
-true``, and creates nothing; the same key with another body answers 422.
+PUT, PATCH and DELETE conditional; a stale one answers 412. Tags compare strongly (RFC 9110 8.8.3.2): ``"02"``
+is not ``"2"``, and a weak ``W/"2"`` never matches for a write; both answer 412. A POST retried with the same
+``Idempotency-Key`` and body answers like the first one (201, same item, ``Location`` and ``ETag``) plus
+``Idempotent-Replayed: true``, and creates nothing; the same key with another body answers 422.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from gateway.deps import SettingsDep
 from gateway.errors import ApiError, ErrorResponse, error_response
 from gateway.items.document import MAX_DEPTH, InvalidDocument, parse_object
 from gateway.items.store import (
     ITEM_ID_PATTERN,
+    MAX_PAGE_BYTES,
     IdempotencyKeyReused,
     IfMatch,
     InvalidCursor,
@@ -77,7 +80,7 @@ IfMatchHeader = Annotated[
         description='`*` (the item must exist) or its ETag, e.g. `"3"`: the write happens only if the item is '
         "still at that version, else 412",
         # Documented, not enforced: any other tag is a precondition that cannot hold (412, RFC 9110), not a 422.
-        json_schema_extra={"pattern": r'^\s*(\*|"[0-9]{1,18}")\s*$'},
+        json_schema_extra={"pattern": r'^\s*(\*|"[1-9][0-9]{0,17}")\s*$'},
     ),
 ]
 IdempotencyKeyHeader = Annotated[
@@ -89,7 +92,8 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
-_ETAG = re.compile(r'^"(\d{1,18})"$')
+# Exactly the tags this API sends: an opaque-tag that merely parses to a version ("02", "+2") is another tag.
+_ETAG = re.compile(r'^"([1-9][0-9]{0,17})"$')
 
 # OpenAPI: the bodies read by hand, and the answers.
 _OBJECT = {
@@ -138,11 +142,15 @@ async def _read_object(request: Request, limit: int, media_types: tuple[str, ...
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody reads this answer; the status is what the access log and the metrics count (nginx's 499).
+        raise ApiError(499, "client_closed_request", "the client closed the connection mid-body") from None
     try:
         return parse_object(b"".join(chunks))
     except InvalidDocument as exc:
@@ -210,7 +218,14 @@ async def create_item(
 )
 async def list_items(
     store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=1000, description="items per page")] = 50,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=1000,
+            description=f"most items per page; a page of large items ends early, past {MAX_PAGE_BYTES} bytes",
+        ),
+    ] = 50,
     cursor: Annotated[str | None, Query(max_length=256, description="`next_cursor` of the previous page")] = None,
 ) -> ItemPage:
     return await store.list(limit, cursor)
