@@ -420,8 +420,11 @@ def test_waiting_is_bounded_by_the_timeout() -> None:
 
 
 def test_waiting_stops_at_a_failed_rollout() -> None:
+    def must_not_sleep(seconds: float) -> None:
+        pytest.fail(f"slept {seconds} s after the rollout failed")
+
     with pytest.raises(DeployError, match="tasks failed to start.*rolls the service back"):
-        wait_until_stable(ScriptedEcs("FAILED", 0), _config(100), lambda _: None, sleep=pytest.fail)
+        wait_until_stable(ScriptedEcs("FAILED", 0), _config(100), lambda _: None, sleep=must_not_sleep)
 
 
 def _environment(container_definition: dict[str, Any]) -> dict[str, str]:

@@ -65,7 +65,7 @@ def uv(*args: str) -> str:
 def exported(*args: str, environment: dict[str, str] | None = None) -> dict[str, str]:
     """``uv export`` of the lock (no resolution), as {name: version} for the packages ``environment`` installs."""
     text = uv("export", "--frozen", "--no-hashes", "--no-emit-project", "--no-header", "--no-annotate", *args)
-    pins = {}
+    pins: dict[str, str] = {}
     for line in text.splitlines():
         match = LOCKED_LINE.match(line.strip())
         if match and (match["marker"] is None or Marker(match["marker"]).evaluate(environment)):
@@ -87,7 +87,7 @@ def declared() -> set[tuple[str, str, str, frozenset[str]]]:
 def recorded() -> set[tuple[str, str, str, frozenset[str]]]:
     """The same, as uv.lock recorded the project's requirements when it last resolved."""
     (project,) = locked_packages()[pyproject()["project"]["name"]]
-    result = set()
+    result: set[tuple[str, str, str, frozenset[str]]] = set()
     for requirement in project["metadata"]["requires-dist"]:
         extra = re.search(r"extra == '([^']+)'", requirement.get("marker", ""))
         result.add(
@@ -157,7 +157,7 @@ def test_the_triton_images_packages_run_on_its_python_3_10() -> None:
     for name, version in pins.items():
         metadata = importlib.metadata.metadata(name)
         assert Version(metadata["Version"]) == Version(version), f"{name}: this venv is not the lock"
-        requires_python = SpecifierSet(metadata.get("Requires-Python") or "")
+        requires_python = SpecifierSet(metadata["Requires-Python"] or "")
         assert requires_python.contains("3.10.12"), f"{name}=={version} needs Python {requires_python}"
 
 
