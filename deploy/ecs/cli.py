@@ -28,11 +28,22 @@ def _ids(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows a default where it says something: not for flags or unset options, not twice where help has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or isinstance(default, bool) or default in (None, "", argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.ecs",
         description="Deploy Triton + the gateway as one ECS service on GPU instances, behind an ALB.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     existing = parser.add_argument_group("existing resources (see deploy/ecs/README.md, prerequisites)")
     existing.add_argument("--cluster", required=True, help="ECS cluster name or ARN with GPU container instances")
@@ -69,7 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sizes.add_argument("--rule-priority", type=int, default=100, help="priority of the listener rule")
     sizes.add_argument("--path-pattern", default="/*", help="path pattern the listener rule forwards")
-    sizes.add_argument("--log-retention-days", type=int, default=30, choices=RETENTION_DAYS, metavar="DAYS")
+    sizes.add_argument(
+        "--log-retention-days",
+        type=int,
+        default=30,
+        choices=RETENTION_DAYS,
+        metavar="DAYS",
+        help="CloudWatch log retention",
+    )
 
     run = parser.add_argument_group("how to run")
     run.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")
