@@ -1,9 +1,11 @@
 """Classify an image by calling Triton directly over gRPC, without the gateway.
 
-    python examples/grpc_classify.py photo.jpg [--url 127.0.0.1:8001] [--top-k 5]
+    python examples/grpc_classify.py photo.jpg [--url 127.0.0.1:8001] [--top-k 5] [--pixels]
 
-The `classify` ensemble takes the decoded image as uint8 [1, H, W, 3] BGR (what cv2.imdecode returns) and
-answers top-k "probability:index:label" strings through Triton's classification extension.
+The `classify` ensemble takes the file's bytes as they are (uint8 [1, nbytes]) and decodes them inside Triton,
+at the scale the model needs; `--pixels` sends decoded BGR pixels (uint8 [1, H, W, 3], what cv2.imdecode
+returns) to `classify_pixels` instead. Both answer top-k "probability:index:label" strings through Triton's
+classification extension.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from triton_repository import names
 
-def classify(client: grpcclient.InferenceServerClient, image_bgr: np.ndarray, top_k: int = 5) -> list[dict]:
-    image = grpcclient.InferInput("IMAGE", [1, *image_bgr.shape], "UINT8")
-    image.set_data_from_numpy(image_bgr[None])
-    wanted = grpcclient.InferRequestedOutput("PROBABILITIES", class_count=top_k)
-    result = client.infer("classify", [image], outputs=[wanted])
+
+def classify(
+    client: grpcclient.InferenceServerClient, tensor: np.ndarray, model: str = names.CLASSIFY, top_k: int = 5
+) -> list[dict]:
+    image = grpcclient.InferInput(names.IMAGE, list(tensor.shape), "UINT8")
+    image.set_data_from_numpy(tensor)
+    wanted = grpcclient.InferRequestedOutput(names.PROBABILITIES, class_count=top_k)
+    result = client.infer(model, [image], outputs=[wanted])
     predictions = []
-    for entry in result.as_numpy("PROBABILITIES")[0]:
+    for entry in result.as_numpy(names.PROBABILITIES)[0]:
         probability, index, label = entry.decode().split(":", 2)
         predictions.append({"label": label, "index": int(index), "probability": float(probability)})
     return predictions
@@ -34,12 +40,19 @@ def main() -> int:
     parser.add_argument("image", help="a JPEG, PNG, WebP, BMP or TIFF file")
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton's gRPC address (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--pixels", action="store_true", help="decode here and send pixels to classify_pixels")
     args = parser.parse_args()
-    image = cv2.imread(args.image, cv2.IMREAD_COLOR)  # honours EXIF orientation, always 3-channel BGR
-    if image is None:
-        parser.error(f"{args.image}: not a readable image")
     client = grpcclient.InferenceServerClient(args.url)
-    print(json.dumps(classify(client, image, args.top_k), indent=2))
+    if args.pixels:
+        image = cv2.imread(args.image, cv2.IMREAD_COLOR)  # honours EXIF orientation, always 3-channel BGR
+        if image is None:
+            parser.error(f"{args.image}: not a readable image")
+        predictions = classify(client, image[np.newaxis], names.CLASSIFY_PIXELS, args.top_k)
+    else:
+        with open(args.image, "rb") as file:
+            encoded = np.frombuffer(file.read(), np.uint8)[np.newaxis]
+        predictions = classify(client, encoded, names.CLASSIFY, args.top_k)
+    print(json.dumps(predictions, indent=2))
     return 0
 
 

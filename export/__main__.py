@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import onnx
-
-from export import repository
-from export.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from export.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from export.progress import Steps
+from export.weights import ARCHITECTURES, SPECS_HELP, WeightsUnavailable
+from triton_repository import configs, names
+from triton_repository.configs import Batching, PreprocessSpec
 
 # onnx writes its newest IR version; the onnxruntime inside the pinned NGC Triton image reads up to IR 10.
 IR_VERSION = 8
@@ -25,9 +25,7 @@ def _triple(text: str) -> tuple[float, float, float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from export.resnet import ARCHITECTURES
-
-    defaults = repository.Batching()
+    defaults = Batching()
     parser = argparse.ArgumentParser(
         prog="python -m export",
         description="Export ResNet, the OpenCV-style preprocessing and the edge detector to ONNX, check each "
@@ -37,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--weights",
         default="seed:0",
-        help="seed:N (random init, no network), a .pth state dict, or s3://bucket/key",
+        help=f"{SPECS_HELP}. imagenet: torchvision's published weights through torch.hub's cache "
+        "($TORCH_HOME/hub/checkpoints; offline, the error names the file to place there); auto: imagenet when "
+        "cached or downloadable, else seed:0 with a warning. default: %(default)s",
     )
     parser.add_argument("--fp16", action="store_true", help="run the network in half precision (I/O stays fp32)")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="default: %(default)s")
@@ -62,21 +62,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     spec = PreprocessSpec(args.resize, args.crop, args.mean, args.std)
-    batching = repository.Batching(
+    batching = Batching(
         max_batch_size=args.max_batch_size,
         max_queue_delay_us=args.max_queue_delay_us,
         max_queue_size=args.max_queue_size,
         queue_timeout_us=args.queue_timeout_us,
     )
-    configs = repository.model_configs(args.model, spec, batching)
     if args.configs_only:
-        for path in repository.write_configs(args.repository, configs):
+        from export.weights import describe
+
+        model_configs = configs.model_configs(args.model, spec, batching, describe(args.model, args.weights))
+        for path in configs.write_configs(args.repository, model_configs):
             print(f"wrote {path}")
         return 0
-    return export_all(args, spec, configs)
+    try:
+        return export_all(args, spec, batching)
+    except WeightsUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
-def export_all(args: argparse.Namespace, spec: PreprocessSpec, configs: dict) -> int:
+def export_all(args: argparse.Namespace, spec: PreprocessSpec, batching: Batching) -> int:
+    # torch, torchvision and onnx load here, not at import: `python -m export --help` stays instant.
+    import onnx
+
+    from export import weights
     from export.edges import build_edges_model
     from export.preprocess import build_preprocess_model, check_preprocess_parity
     from export.resnet import Classifier, check_parity, class_names, export_onnx, load_backbone
@@ -84,7 +94,9 @@ def export_all(args: argparse.Namespace, spec: PreprocessSpec, configs: dict) ->
     steps = Steps(total=7)
     precision = "fp16" if args.fp16 else "fp32"
     with steps.step(f"loading {args.model} weights ({args.weights})"):
-        classifier = Classifier(load_backbone(args.model, args.weights), fp16=args.fp16)
+        resolved = weights.resolve(args.model, args.weights)
+        weights_description = weights.describe(args.model, resolved)
+        classifier = Classifier(load_backbone(args.model, resolved), fp16=args.fp16)
     with steps.step(f"exporting {args.model} to ONNX ({precision}, opset {args.opset}, dynamic batch)"):
         resnet = export_onnx(classifier, spec.crop, args.opset)
     with steps.step("checking ONNX Runtime against eager PyTorch"):
@@ -96,26 +108,33 @@ def export_all(args: argparse.Namespace, spec: PreprocessSpec, configs: dict) ->
     with steps.step("building the edge detector"):
         edges = build_edges_model(opset=args.opset)
     with steps.step(f"writing the Triton repository to {args.repository}"):
-        models = {repository.PREPROCESS: preprocess, args.model: resnet, repository.EDGES: edges}
+        models = {names.PREPROCESS: preprocess, args.model: resnet, names.CANNY: edges}
         for name, proto in models.items():
-            folder = args.repository / name / repository.VERSION
+            folder = args.repository / name / configs.VERSION
             folder.mkdir(parents=True, exist_ok=True)
             proto.ir_version = min(proto.ir_version, IR_VERSION)
             onnx.save(proto, str(folder / "model.onnx"))
-        repository.write_configs(args.repository, configs)
-        repository.write_labels(args.repository, [repository.CLASSIFY, args.model], class_names(args.model))
+        model_configs = configs.model_configs(args.model, spec, batching, weights_description)
+        configs.write_configs(args.repository, model_configs)
+        configs.write_python_models(args.repository, model_configs)
+        configs.write_labels(args.repository, configs.labelled_models(args.model), class_names(args.model))
 
     print(f"\nExported in {steps.elapsed:.1f} s to {args.repository}:", file=sys.stderr)
-    for name in configs:
-        model_file = args.repository / name / repository.VERSION / "model.onnx"
-        size = f"{model_file.stat().st_size / 1e6:7.1f} MB" if model_file.exists() else "  ensemble"
-        print(f"  {name:<12} {size}", file=sys.stderr)
+    print(f"  weights: {weights_description}", file=sys.stderr)
+    for name, config in model_configs.items():
+        model_file = args.repository / name / configs.VERSION / configs.ONNX_FILE
+        size = f"{model_file.stat().st_size / 1e6:7.1f} MB" if model_file.exists() else f"  {_kind(config)}"
+        print(f"  {name:<16} {size}", file=sys.stderr)
     print(f"  parity: {args.model} max |ONNX - eager| = {resnet_diff:.2e}", file=sys.stderr)
     print(
         f"  parity: preprocess worst {max(preprocess_diff.values()):.2f} uint8 level (limit 1.01)",
         file=sys.stderr,
     )
     return 0
+
+
+def _kind(config: dict) -> str:
+    return "ensemble" if config.get("platform") == "ensemble" else str(config.get("backend"))
 
 
 if __name__ == "__main__":

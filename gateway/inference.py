@@ -12,13 +12,19 @@ import tritonclient.grpc.aio as triton
 from prometheus_client import Histogram
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
+from tritonclient.utils import np_to_triton_dtype as triton_dtype
 
 from gateway.budget import Budget
 from gateway.errors import ApiError
+from gateway.images import image_error
 from gateway.settings import Settings
+from imaging import ImageError
+from triton_repository import names
+from triton_repository.configs import weights_of
 
 CHANNEL_ARGS = [
-    # Images travel as raw pixels: allow Triton's own limit rather than gRPC's 4 MB default.
+    # Uploads travel as they came (up to the body limit) and edge maps come back as pixels: allow Triton's own
+    # message limit rather than gRPC's 4 MB default.
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
     # After Triton restarts, reconnect within a second or so (gRPC's default backoff grows to 120 s).
@@ -39,7 +45,20 @@ class Prediction:
 class Classification:
     model: str
     model_version: str
+    weights: str
     predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
+class CannyParameters:
+    """cv2.Canny's parameters, and the grayscale/blur option, as the edge detector takes them."""
+
+    low: float = 100.0
+    high: float = 200.0
+    aperture_size: int = 3
+    l2_gradient: bool = False
+    gray: bool = False
+    blur: int = 0
 
 
 class Inference:
@@ -50,6 +69,7 @@ class Inference:
         self.client = triton.InferenceServerClient(settings.triton_url, channel_args=CHANNEL_ARGS)
         self.inflight = Budget(settings.max_inflight)
         self.latency = triton_latency
+        self._weights: str | None = None
 
     async def close(self) -> None:
         await self.client.close()
@@ -67,30 +87,37 @@ class Inference:
         finally:
             self.inflight.give_back()
 
-    async def classify(self, image: np.ndarray, top_k: int) -> Classification:
-        output = triton.InferRequestedOutput("PROBABILITIES", class_count=top_k)
-        result = await self._infer(
-            self.settings.classify_model,
-            [_tensor("IMAGE", image[None])],
-            [output],
-            self.settings.classify_timeout_s,
-        )
+    async def classify(self, encoded: bytes, top_k: int) -> Classification:
+        """The file's bytes as they came: Triton decodes them at the scale the model needs."""
+        output = triton.InferRequestedOutput(names.PROBABILITIES, class_count=top_k)
+        model = self.settings.classify_model
+        result = await self._infer(model, [_encoded(encoded)], [output], self.settings.classify_timeout_s)
         predictions = []
-        for entry in result.as_numpy("PROBABILITIES").reshape(-1):
+        for entry in result.as_numpy(names.PROBABILITIES).reshape(-1):
             score, index, label = entry.decode().split(":", 2)  # the classification extension's format
             predictions.append(Prediction(label=label, index=int(index), probability=float(score)))
         response = result.get_response()
-        return Classification(response.model_name, response.model_version, predictions)
+        return Classification(response.model_name, response.model_version, await self.weights(), predictions)
 
-    async def edges(self, image: np.ndarray, low: float, high: float) -> np.ndarray:
+    async def weights(self) -> str:
+        """What the served ResNet learnt (the exporter records it in the ensemble's config), asked once."""
+        if self._weights is None:
+            try:
+                answer = await self.client.get_model_config(self.settings.classify_model, client_timeout=1.0)
+            except InferenceServerException:
+                return "unknown"
+            self._weights = weights_of(answer.config)
+        return self._weights
+
+    async def edges(self, encoded: bytes, parameters: CannyParameters) -> np.ndarray:
         inputs = [
-            _tensor("IMAGE", image[None]),
-            _tensor("LOW", np.array([[low]], np.float32)),
-            _tensor("HIGH", np.array([[high]], np.float32)),
+            _encoded(encoded),
+            _tensor(names.LOW, np.array([[parameters.low]], np.float32)),
+            _tensor(names.HIGH, np.array([[parameters.high]], np.float32)),
         ]
-        output = [triton.InferRequestedOutput("EDGES")]
+        output = [triton.InferRequestedOutput(names.EDGE_MAP)]
         result = await self._infer(self.settings.edges_model, inputs, output, self.settings.edges_timeout_s)
-        return result.as_numpy("EDGES")[0]
+        return result.as_numpy(names.EDGE_MAP)[0]
 
     async def _infer(
         self, model: str, inputs: list[triton.InferInput], outputs: list, timeout_s: float
@@ -123,9 +150,13 @@ class Inference:
 
 
 def _tensor(name: str, array: np.ndarray) -> triton.InferInput:
-    tensor = triton.InferInput(name, list(array.shape), "UINT8" if array.dtype == np.uint8 else "FP32")
+    tensor = triton.InferInput(name, list(array.shape), triton_dtype(array.dtype))
     tensor.set_data_from_numpy(array)
     return tensor
+
+
+def _encoded(data: bytes) -> triton.InferInput:
+    return _tensor(names.IMAGE, np.frombuffer(data, np.uint8)[np.newaxis])
 
 
 def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
@@ -136,9 +167,11 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
         return ApiError(504, "deadline_exceeded", "Triton did not answer within the deadline")
     if "maximum queue size" in message:
         return ApiError(429, "triton_queue_full", "Triton's queue is full; retry shortly", retry)
-    if "UNAVAILABLE" in status:
+    if "UNAVAILABLE" in status or "unknown model" in message:  # a restarting Triton has not loaded it yet
         return ApiError(503, "triton_unavailable", f"Triton is unavailable: {message}", retry)
     if "INVALID_ARGUMENT" in status:
+        if refused := ImageError.from_message(message):
+            return image_error(refused)
         return ApiError(422, "invalid_image", f"Triton refused the input: {message}")
     if "RESOURCE_EXHAUSTED" in status:
         return ApiError(413, "payload_too_large", f"Triton refused the request size: {message}")

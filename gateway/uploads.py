@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from gateway.errors import ApiError
-from gateway.images import IMAGE_MEDIA_TYPES
+from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 
 RAW_MEDIA_TYPES = (*IMAGE_MEDIA_TYPES, "application/octet-stream")
 

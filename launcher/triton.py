@@ -1,9 +1,8 @@
 """Find a ``tritonserver``, give it a repository it can run, start it on chosen ports, stop it cleanly.
 
 Two installs are known: the NGC layout (``/opt/tritonserver``, with the native onnxruntime backend) and the
-binary inside PyPI's ``nvidia-pytriton`` wheel (python backend only). For the latter the launcher materialises
-a runtime copy of the repository in which every onnxruntime model is run by ``onnx_runner.py`` on the python
-backend; every other config field (batching, queue policy, ensemble, labels) is kept.
+binary inside PyPI's ``nvidia-pytriton`` wheel (python backend only). Either way Triton runs a runtime copy of
+the repository (``triton_repository.runtime``) fitted to the install.
 """
 
 from __future__ import annotations
@@ -23,10 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
+from triton_repository.runtime import MissingModelFile, materialise
 
-RUNNER = Path(__file__).with_name("onnx_runner.py")
 NGC_ROOT = Path("/opt/tritonserver")
 _ERROR_LINE = re.compile(r"^E\d{4} |UNAVAILABLE|^error:")
 _CPU_ONLY_NOISE = re.compile(r"CudaDriverHelper|CUDA|DCGM|NVML")  # logged on every start without a GPU
@@ -80,34 +77,6 @@ def find_install(cache: Path) -> Install:
             link.symlink_to(source)
     libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
     return Install(root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR"))))
-
-
-def materialise(repository: Path, target: Path, install: Install) -> Path:
-    """A repository ``install`` can run: links to the original, onnxruntime models rewritten for the python
-    backend when the server has no onnxruntime backend."""
-    target.mkdir(parents=True, exist_ok=True)
-    for config_path in sorted(repository.glob("*/config.pbtxt")):
-        source = config_path.parent
-        config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
-        if config.backend != "onnxruntime" or install.has_onnxruntime:
-            (target / source.name).symlink_to(source.resolve(), target_is_directory=True)
-            continue
-        folder = target / source.name
-        folder.mkdir()
-        for entry in source.iterdir():
-            if entry.is_dir() and entry.name.isdigit():
-                if not (entry / "model.onnx").is_file():
-                    raise TritonError(f"{entry / 'model.onnx'} is missing: run `python -m export` first")
-                (folder / entry.name).mkdir()
-                (folder / entry.name / "model.onnx").symlink_to((entry / "model.onnx").resolve())
-                shutil.copyfile(RUNNER, folder / entry.name / "model.py")
-            elif entry.name != "config.pbtxt":
-                (folder / entry.name).symlink_to(entry.resolve())
-        config.backend = "python"
-        if sys.prefix != sys.base_prefix:  # in a virtualenv: the stub must see its packages
-            config.parameters["EXECUTION_ENV_PATH"].string_value = sys.prefix
-        (folder / "config.pbtxt").write_text(text_format.MessageToString(config))
-    return target
 
 
 def port_is_free(port: int, address: str = "127.0.0.1") -> bool:
@@ -186,7 +155,11 @@ class TritonServer:
             raise TritonError(f"port(s) {', '.join(map(str, taken))} on {self.address} already in use")
         install = find_install(self.cache)
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
-        repository = materialise(self.repository, self._workdir / "models", install)
+        python_env = sys.prefix if sys.prefix != sys.base_prefix else None
+        try:
+            repository = materialise(self.repository, self._workdir / "models", install.has_onnxruntime, python_env)
+        except MissingModelFile as exc:
+            raise TritonError(str(exc)) from None
         # Outside the work dir, which stop() removes: the log must outlive a failed start.
         log_path = self.log_path or self.cache / f"tritonserver-{self.ports.grpc}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)

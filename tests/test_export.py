@@ -9,17 +9,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export import repository
 from export.__main__ import DEFAULT_REPOSITORY, parse_args
 from export.preprocess import (
     MAX_LEVEL_DIFF,
     PARITY_SIZES,
-    PreprocessSpec,
     build_preprocess_model,
     check_preprocess_parity,
     reference_preprocess,
 )
 from export.resnet import Classifier, check_parity, class_names, export_onnx, load_backbone
+from export.weights import describe
+from triton_repository import configs, names
+from triton_repository.configs import PreprocessSpec
 
 
 def _session(proto) -> ort.InferenceSession:
@@ -147,8 +148,8 @@ def test_committed_configs_have_not_drifted(tmp_path: Path) -> None:
     """The committed configs are exactly what `python -m export` writes with its defaults."""
     args = parse_args([])
     spec = PreprocessSpec(args.resize, args.crop, args.mean, args.std)
-    configs = repository.model_configs(args.model, spec, repository.Batching())
-    repository.write_configs(tmp_path, configs)
+    model_configs = configs.model_configs(args.model, spec, configs.Batching(), describe(args.model, args.weights))
+    configs.write_configs(tmp_path, model_configs)
     committed = sorted(p.relative_to(DEFAULT_REPOSITORY) for p in DEFAULT_REPOSITORY.glob("*/config.pbtxt"))
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.glob("*/config.pbtxt"))
     assert committed == generated
@@ -157,29 +158,42 @@ def test_committed_configs_have_not_drifted(tmp_path: Path) -> None:
 
 
 def test_committed_configs_describe_the_serving_design() -> None:
-    configs = {p.parent.name: repository.read_config(p) for p in DEFAULT_REPOSITORY.glob("*/config.pbtxt")}
-    assert set(configs) == {"preprocess", "resnet50", "classify", "edges"}
-    resnet = configs["resnet50"]
+    repository = configs.read_repository(DEFAULT_REPOSITORY)
+    assert set(repository) == {
+        names.DECODE, names.DECODE_REDUCED, names.PREPROCESS, "resnet50", names.CLASSIFY, names.CLASSIFY_PIXELS,
+        names.CANNY, names.EDGES,
+    }  # fmt: skip
+    resnet = repository["resnet50"]
     assert resnet.backend == "onnxruntime" and resnet.max_batch_size >= 64
     policy = resnet.dynamic_batching.default_queue_policy
     assert resnet.dynamic_batching.max_queue_delay_microseconds > 0
     assert policy.max_queue_size > 0 and policy.default_timeout_microseconds > 0
     assert policy.timeout_action == policy.REJECT
-    classify = configs["classify"]
+    classify = repository[names.CLASSIFY]
     assert classify.platform == "ensemble"
-    assert [step.model_name for step in classify.ensemble_scheduling.step] == ["preprocess", "resnet50"]
-    assert classify.output[0].label_filename == "labels.txt"
-    assert configs["preprocess"].max_batch_size > 0 and not configs["preprocess"].HasField("dynamic_batching")
+    steps = [step.model_name for step in classify.ensemble_scheduling.step]
+    assert steps == [names.DECODE_REDUCED, names.PREPROCESS, "resnet50"]
+    # The public entry points take the file's bytes; the pixel entry point takes decoded BGR.
+    assert [list(t.dims) for t in classify.input] == [[-1]] == [list(t.dims) for t in repository[names.EDGES].input[:1]]
+    assert [list(t.dims) for t in repository[names.CLASSIFY_PIXELS].input] == [[-1, -1, 3]]
+    assert classify.output[0].label_filename == names.LABELS
+    assert configs.weights_of(classify).startswith("seed:0")
+    assert [s.model_name for s in repository[names.EDGES].ensemble_scheduling.step] == [names.DECODE, names.CANNY]
+    decode = repository[names.DECODE_REDUCED]
+    assert decode.backend == "python" and decode.parameters["min_side"].string_value == "256"
+    assert repository[names.DECODE].parameters["min_side"].string_value == "0"
+    preprocess = repository[names.PREPROCESS]
+    assert preprocess.max_batch_size > 0 and not preprocess.HasField("dynamic_batching")
 
 
 def test_strict_writer_refuses_unknown_fields() -> None:
     with pytest.raises(Exception, match="max_batch"):
-        repository.to_pbtxt({"name": "x", "max_batch": 4})
+        configs.to_pbtxt({"name": "x", "max_batch": 4})
 
 
 def test_labels_come_from_torchvision_metadata(tmp_path: Path) -> None:
-    names = class_names("resnet18")
-    assert len(names) == 1000 and names[0] == "tench" and names[1] == "goldfish"
+    labels = class_names("resnet18")
+    assert len(labels) == 1000 and labels[0] == "tench" and labels[1] == "goldfish"
     (tmp_path / "classify").mkdir()
-    [path] = repository.write_labels(tmp_path, ["classify"], names)
-    assert path.read_text().splitlines() == names
+    [path] = configs.write_labels(tmp_path, ["classify"], labels)
+    assert path.read_text().splitlines() == labels

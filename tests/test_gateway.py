@@ -19,6 +19,7 @@ from PIL import Image
 from export.preprocess import reference_preprocess
 from export.resnet import Classifier, load_backbone
 from launcher.triton import TritonServer
+from triton_repository import names
 from tests.conftest import ROOT, TEST_MODEL, TEST_WEIGHTS, Gateway, free_ports
 
 
@@ -108,16 +109,20 @@ def test_classify_multipart_upload_and_top_k(gateway: Gateway, uploads: dict[str
 
 
 def test_probabilities_are_a_softmax_over_all_classes(gateway: Gateway, triton: TritonServer) -> None:
+    """gRPC clients send the file's bytes as REST clients do, and get the REST route's probabilities."""
     image = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    png = encode(image, ".png")
     client = grpcclient.InferenceServerClient(triton.grpc_url)
-    tensor = grpcclient.InferInput("IMAGE", [1, *image.shape], "UINT8")
-    tensor.set_data_from_numpy(image[None])
-    full = client.infer("classify", [tensor]).as_numpy("PROBABILITIES")[0]
+    tensor = grpcclient.InferInput(names.IMAGE, [1, len(png)], "UINT8")
+    tensor.set_data_from_numpy(np.frombuffer(png, np.uint8)[None])
+    full = client.infer(names.CLASSIFY, [tensor]).as_numpy(names.PROBABILITIES)[0]
     assert abs(float(full.sum()) - 1.0) < 1e-4
+    pixels = grpcclient.InferInput(names.IMAGE, [1, *image.shape], "UINT8")
+    pixels.set_data_from_numpy(image[None])  # a lossless PNG: the pixel entry point sees the same image
+    from_pixels = client.infer(names.CLASSIFY_PIXELS, [pixels]).as_numpy(names.PROBABILITIES)[0]
+    np.testing.assert_allclose(full, from_pixels, atol=1e-6)
     answer = httpx.post(
-        f"{gateway.url}/v1/classify?top_k=20",
-        content=encode(image, ".png"),
-        headers={"content-type": "image/png"},
+        f"{gateway.url}/v1/classify?top_k=20", content=png, headers={"content-type": "image/png"}
     ).json()
     for prediction in answer["predictions"]:
         assert abs(prediction["probability"] - full[prediction["index"]]) < 1e-5
@@ -377,3 +382,9 @@ def test_grpc_example_gives_the_rest_answer(
 
     rest = httpx.post(f"{gateway.url}/v1/classify", content=data, headers={"content-type": media_type}).json()
     assert json.loads(script.stdout) == rest["predictions"]
+    pixels = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "grpc_classify.py"), str(path), "--url", triton.grpc_url, "--pixels"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # Decoded at full resolution here and at 1/2 scale in Triton (1536 px on the short side): same classes.
+    assert [p["index"] for p in json.loads(pixels.stdout)][:3] == [p["index"] for p in rest["predictions"]][:3]

@@ -15,11 +15,12 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from export.preprocess import PreprocessSpec, reference_preprocess
-from export.repository import Batching, resnet_config, write_configs
+from export.preprocess import reference_preprocess
 from export.resnet import Classifier, load_backbone
 from launcher.triton import Ports, TritonError, TritonServer
 from tests.conftest import TEST_MODEL, TEST_WEIGHTS, free_ports
+from triton_repository import names
+from triton_repository.configs import Batching, PreprocessSpec, resnet_config, write_configs
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_classify_matches_eager_pytorch_on_real_photographs(
     labels = (triton.repository / "classify" / "labels.txt").read_text().splitlines()
     for name, image in photos.items():
         result = client.infer(
-            "classify",
+            names.CLASSIFY_PIXELS,
             [image_input(image)],
             outputs=[grpcclient.InferRequestedOutput("PROBABILITIES", class_count=5)],
         )
@@ -72,7 +73,7 @@ def test_classify_matches_eager_pytorch_on_real_photographs(
         assert_same_top5(top, eager_probabilities(eager, reference_preprocess(image)), atol=2e-3)
         # Against eager PyTorch on the ONNX preprocessing's own output: isolates the model path.
         pre = client.infer("preprocess", [image_input(image)]).as_numpy("INPUT")[0]
-        full = client.infer("classify", [image_input(image)]).as_numpy("PROBABILITIES")[0]
+        full = client.infer(names.CLASSIFY_PIXELS, [image_input(image)]).as_numpy("PROBABILITIES")[0]
         np.testing.assert_allclose(full, eager_probabilities(eager, pre), atol=1e-4, err_msg=name)
         assert abs(float(full.sum()) - 1.0) < 1e-4
 
@@ -86,7 +87,7 @@ def test_dynamic_batching_groups_concurrent_requests(triton: TritonServer, photo
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     images = list(photos.values())
     before = _stats(client, TEST_MODEL)
-    expected = [client.infer("classify", [image_input(img)]).as_numpy("PROBABILITIES")[0] for img in images]
+    expected = [client.infer(names.CLASSIFY_PIXELS, [image_input(img)]).as_numpy("PROBABILITIES")[0] for img in images]
 
     async def burst(count: int) -> list[np.ndarray]:
         async with aioclient.InferenceServerClient(triton.grpc_url) as aio:
@@ -95,7 +96,7 @@ def test_dynamic_batching_groups_concurrent_requests(triton: TritonServer, photo
                 tensor = aioclient.InferInput("IMAGE", [1, *images[i % len(images)].shape], "UINT8")
                 tensor.set_data_from_numpy(images[i % len(images)][None])
                 # A queue timeout of our own (allow_timeout_override): a loaded 2-core machine may need > 5 s.
-                answer = await aio.infer("classify", [tensor], timeout=60_000_000)
+                answer = await aio.infer(names.CLASSIFY_PIXELS, [tensor], timeout=60_000_000)
                 return answer.as_numpy("PROBABILITIES")[0]
 
             return await asyncio.gather(*(one(i) for i in range(count)))
@@ -196,3 +197,43 @@ def test_launcher_asks_for_an_export_when_model_files_are_missing(tmp_path: Path
     )
     with pytest.raises(TritonError, match="python -m export"):
         TritonServer(repository, Ports(*free_ports(3))).start()
+
+
+def _encoded_input(data: bytes) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(names.IMAGE, [1, len(data)], "UINT8")
+    tensor.set_data_from_numpy(np.frombuffer(data, np.uint8)[None])
+    return tensor
+
+
+def test_hostile_files_sent_straight_to_triton_are_refused_and_it_keeps_serving(
+    triton: TritonServer, photos: dict[str, np.ndarray]
+) -> None:
+    """gRPC clients bypass the gateway: the decode step enforces the same rules and answers INVALID_ARGUMENT."""
+    from imaging import ImageError
+    from tests.hostile import corpus, unusual_but_valid
+
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    files = {
+        case.name: case.kwargs["content"]
+        for case in corpus(photos["coffee"], max_body_bytes=10 * 1024 * 1024)
+        if case.path in ("/v1/classify", "/v1/edges")  # the image rules, not the query or content-type ones
+        and case.status in (413, 415, 422)
+        and isinstance(case.kwargs.get("content"), bytes)
+        and case.kwargs["headers"].get("content-type", "").startswith(("image/", "application/octet-stream"))
+        and len(case.kwargs["headers"].get("content-type", "")) < 100
+    }
+    assert len(files) >= 20
+    refusals = {}
+    for name, data in files.items():
+        for model in (names.CLASSIFY, names.EDGES):
+            with pytest.raises(InferenceServerException) as refused:
+                client.infer(model, [_encoded_input(data)], client_timeout=60)
+            assert "INVALID_ARGUMENT" in str(refused.value.status()), (name, model, refused.value)
+            problem = ImageError.from_message(refused.value.message())
+            assert problem is not None, (name, model, refused.value.message())
+            refusals[name] = problem.problem.value
+    print("\nrefused straight by Triton:", refusals)
+    assert triton.process is not None and triton.process.poll() is None
+    for name, (data, _) in unusual_but_valid(photos["chelsea"]).items():  # and odd but valid files still pass
+        answer = client.infer(names.CLASSIFY, [_encoded_input(data)]).as_numpy(names.PROBABILITIES)[0]
+        assert abs(float(answer.sum()) - 1.0) < 1e-4, name

@@ -8,21 +8,25 @@ from typing import Annotated, Any
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gateway.deps import InferenceDep, SettingsDep
 from gateway.errors import ApiError, ErrorResponse
-from gateway.images import IMAGE_MEDIA_TYPES, DecodedImage, Decoder
-from gateway.inference import Classification
+from gateway.images import Admission, Upload
+from gateway.inference import CannyParameters, Classification
 from gateway.uploads import image_parts
+from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
 
-def _decoder(request: Request) -> Decoder:
-    return request.app.state.decoder
+async def _admission(request: Request) -> Admission:
+    return request.app.state.admission
+
+
+AdmissionDep = Annotated[Admission, Depends(_admission)]
 
 
 def _image_body(multipart_field: str, multiple: bool) -> dict[str, Any]:
@@ -71,6 +75,7 @@ class Prediction(BaseModel):
 class ClassifyResponse(BaseModel):
     model: str = Field(description="the Triton model that answered", examples=["classify"])
     model_version: str = Field(examples=["1"])
+    weights: str = Field(description="what the ResNet learnt, as exported", examples=["imagenet:IMAGENET1K_V2"])
     image: ImageInfo
     predictions: list[Prediction] = Field(description="top-k, most probable first; softmax over all classes")
 
@@ -83,16 +88,13 @@ class ClassifyBatchResponse(BaseModel):
     results: list[ClassifyBatchItem] = Field(description="one per uploaded file, in upload order")
 
 
-def _answer(image: DecodedImage, result: Classification) -> dict[str, Any]:
+def _answer(upload: Upload, result: Classification) -> dict[str, Any]:
+    width, height = upload.header.oriented_size  # as classified: after EXIF orientation
     return {
         "model": result.model,
         "model_version": result.model_version,
-        # As classified: after EXIF orientation, which may swap the header's width and height.
-        "image": {
-            "width": image.array.shape[1],
-            "height": image.array.shape[0],
-            "format": image.header.format,
-        },
+        "weights": result.weights,
+        "image": {"width": width, "height": height, "format": upload.header.format},
         "predictions": [vars(p) for p in result.predictions],
     }
 
@@ -110,11 +112,13 @@ TopK = Annotated[int, Query(ge=1, le=20, description="how many classes to return
     openapi_extra=_image_body("file", multiple=False),
     responses=_ERRORS,
 )
-async def classify(request: Request, inference: InferenceDep, settings: SettingsDep, top_k: TopK = 5) -> Any:
+async def classify(
+    request: Request, inference: InferenceDep, admission: AdmissionDep, settings: SettingsDep, top_k: TopK = 5
+) -> Any:
     async with inference.admitted():
         parts = await image_parts(request, settings.max_body_bytes, max_files=1)
-        async with _decoder(request).decoded(parts) as [image]:
-            return _answer(image, await inference.classify(image.array, top_k))
+        async with admission.admitted(parts) as [upload]:
+            return _answer(upload, await inference.classify(upload.data, top_k))
 
 
 @router.post(
@@ -124,14 +128,17 @@ async def classify(request: Request, inference: InferenceDep, settings: Settings
     openapi_extra=_image_body("files", multiple=True),
     responses=_ERRORS,
 )
-async def classify_batch(request: Request, inference: InferenceDep, settings: SettingsDep, top_k: TopK = 5) -> Any:
+async def classify_batch(
+    request: Request, inference: InferenceDep, admission: AdmissionDep, settings: SettingsDep, top_k: TopK = 5
+) -> Any:
     async with inference.admitted():
         parts = await image_parts(request, settings.max_body_bytes, max_files=settings.max_batch_images)
-        async with _decoder(request).decoded(parts) as images:
-            results = await asyncio.gather(*(inference.classify(image.array, top_k) for image in images))
+        async with admission.admitted(parts) as uploads:
+            results = await asyncio.gather(*(inference.classify(upload.data, top_k) for upload in uploads))
     return {
         "results": [
-            {"filename": image.name, **_answer(image, result)} for image, result in zip(images, results, strict=True)
+            {"filename": upload.name, **_answer(upload, result)}
+            for upload, result in zip(uploads, results, strict=True)
         ]
     }
 
@@ -167,6 +174,7 @@ class EdgesSummary(BaseModel):
 async def edges(
     request: Request,
     inference: InferenceDep,
+    admission: AdmissionDep,
     settings: SettingsDep,
     low: Annotated[float, Query(ge=0, le=10_000, description="hysteresis low threshold")] = 100.0,
     high: Annotated[float, Query(ge=0, le=10_000, description="hysteresis high threshold")] = 200.0,
@@ -176,9 +184,8 @@ async def edges(
         raise ApiError(422, "invalid_request", f"low ({low:g}) must not exceed high ({high:g})")
     async with inference.admitted():
         parts = await image_parts(request, settings.max_body_bytes, max_files=1)
-        decoder = _decoder(request)
-        async with decoder.decoded(parts) as [image]:
-            edge_map = await inference.edges(image.array, low, high)
+        async with admission.admitted(parts) as [upload]:
+            edge_map = await inference.edges(upload.data, CannyParameters(low, high))
     if format is EdgesFormat.json:
         count = int(np.count_nonzero(edge_map))
         summary = EdgesSummary(
@@ -186,8 +193,7 @@ async def edges(
             edge_fraction=count / edge_map.size, low=low, high=high,
         )  # fmt: skip
         return Response(summary.model_dump_json(), media_type="application/json")
-    loop = asyncio.get_running_loop()
-    ok, png = await loop.run_in_executor(decoder.pool, cv2.imencode, ".png", edge_map)
+    ok, png = await asyncio.to_thread(cv2.imencode, ".png", edge_map)
     if not ok:
         raise ApiError(500, "internal", "the edge map could not be encoded")
     return Response(png.tobytes(), media_type="image/png")

@@ -1,0 +1,115 @@
+"""Format, size and orientation from an image's header alone: limits are enforced before any pixel is decoded.
+
+Pillow opens lazily (it parses the header and stops), so this costs tens of microseconds for a normal photo.
+No process-wide setting is touched: the pixel limit is compared here, not through ``Image.MAX_IMAGE_PIXELS``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from imaging.errors import ImageError, Problem
+from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+
+# Pillow's format name -> the media type clients send. MPO is a JPEG with a second (preview) picture, as phones
+# write them: it decodes as its first picture.
+SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+                     "BMP": "image/bmp", "TIFF": "image/tiff"}  # fmt: skip
+MEDIA_TYPES = tuple(dict.fromkeys(SUPPORTED_FORMATS.values()))
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pixels: int = MAX_IMAGE_PIXELS
+    min_side: int = MIN_IMAGE_SIDE
+    max_aspect_ratio: float = MAX_ASPECT_RATIO
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str  # "JPEG" for MPO too: what the client sent, as the API reports it
+    width: int  # as stored, before EXIF orientation
+    height: int
+    orientation: int = 1  # EXIF orientation, 1 (as stored) to 8
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """Width and height as the image is meant to be seen, which is how it is decoded."""
+        if self.orientation in _TRANSPOSED:
+            return self.height, self.width
+        return self.width, self.height
+
+
+def read_header(data: bytes, limits: Limits) -> Header:
+    """The header, or an ``ImageError`` saying why the file is refused."""
+    if not data:
+        raise ImageError(Problem.EMPTY, "the request carries no image bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = image.format or ""
+            width, height = image.size
+            # is_animated is read from the header for PNG, WebP and TIFF (no frame walk); MPO's second picture
+            # is a preview, not a frame.
+            animated = kind != "MPO" and getattr(image, "is_animated", False)
+            orientation = _orientation(image) if kind in SUPPORTED_FORMATS else 1
+    except Image.DecompressionBombError:
+        raise ImageError(Problem.TOO_LARGE, f"the image is over the limit of {limits.max_pixels:,} pixels") from None
+    except UnidentifiedImageError:
+        if sniffed := _sniff(data):
+            raise ImageError(Problem.CORRUPT, f"this looks like a {sniffed} with a corrupt header") from None
+        raise ImageError(Problem.UNSUPPORTED, f"not a supported image; send one of {', '.join(MEDIA_TYPES)}") from None
+    except Exception as exc:  # a corrupt header: Pillow raises assorted errors
+        raise ImageError(Problem.CORRUPT, f"the image header could not be read: {exc}") from None
+    if kind not in SUPPORTED_FORMATS:
+        raise ImageError(
+            Problem.UNSUPPORTED, f"{kind or 'this'} images are not supported; send one of {', '.join(MEDIA_TYPES)}"
+        )
+    if animated:
+        raise ImageError(Problem.ANIMATED, "animated or multi-frame images are not supported")
+    header = Header("JPEG" if kind == "MPO" else kind, width, height, orientation)
+    _check_size(header, limits)
+    return header
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a corrupt EXIF block does not make the picture unreadable: show it as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _check_size(header: Header, limits: Limits) -> None:
+    if header.pixels > limits.max_pixels:
+        raise ImageError(
+            Problem.TOO_LARGE,
+            f"{header.width}x{header.height} = {header.pixels:,} pixels is over the limit of {limits.max_pixels:,}"
+            " pixels",
+        )
+    short, long = sorted((header.width, header.height))
+    if short < limits.min_side:
+        raise ImageError(
+            Problem.TOO_SMALL, f"{header.width}x{header.height}: each side must be at least {limits.min_side} px"
+        )
+    if long / short > limits.max_aspect_ratio:
+        raise ImageError(
+            Problem.BAD_ASPECT_RATIO,
+            f"{header.width}x{header.height}: aspect ratios above {limits.max_aspect_ratio:g} are refused",
+        )
+
+
+def _sniff(data: bytes) -> str | None:
+    """The format a file's first bytes announce, so a corrupt header is called corrupt, not unsupported."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _MAGIC.items() if data.startswith(magic)), None)
