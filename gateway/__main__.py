@@ -2,14 +2,83 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import sys
 import tempfile
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway.settings import Settings
+
+# Connection limits (candidates for settings). An idle keep-alive connection is closed after KEEP_ALIVE_S; a
+# request's head (request line and headers) must arrive within HEAD_TIMEOUT_S of the connection opening or of its
+# first byte, and fit in MAX_HEAD_BYTES and MAX_HEADERS: 256 uploads trickling a byte every 5 s, or connections
+# that never send a byte, otherwise hold sockets and memory for ever, and 16 MB headers were read whole.
+KEEP_ALIVE_S = 5
+HEAD_TIMEOUT_S = 5.0
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus the limits uvicorn lacks: a deadline for a request's head (which also
+    closes connections that never send one) and a cap on its size and on the number of headers."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._in_head = False
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(HEAD_TIMEOUT_S, self._head_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            # Counted after parsing, so a chunk that completes its head (body bytes included) is never refused.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(431, f"the request head is over {MAX_HEAD_BYTES} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+        if self._head_timer is None:  # a later request on a kept-alive connection
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_too_slow)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_HEADERS:
+            raise ValueError("too many headers")  # httptools turns it into a parser error: uvicorn answers 400
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self._refuse(408, f"the request head did not arrive within {HEAD_TIMEOUT_S:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answers in the project's error shape and closes: the head was never read, so no app call is made."""
+        code = {408: "request_timeout", 431: "request_header_fields_too_large"}[status]
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        head = f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        self.transport.write(STATUS_LINE[status] + head.encode() + body)
+        self.transport.close()
 
 
 def logging_config(level: str) -> dict:
@@ -49,6 +118,8 @@ def main() -> int:
         log_config=logging_config(settings.log_level),
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         limit_concurrency=None,
+        http="gateway.__main__:BoundedHttpToolsProtocol",  # by name: worker processes import it too
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0
 

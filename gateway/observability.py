@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
+CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before its answer; not a server error
 log = logging.getLogger("gateway.access")
 
 disable_created_metrics()  # *_created series double the exposition for no use here
@@ -89,6 +91,14 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+def loggable_path(scope: Scope) -> str:
+    """The path as the client sent it (``raw_path``: still percent-encoded, so ``%0A`` stays three characters),
+    with anything outside printable ASCII escaped: no request can write a line break or a forged field."""
+    raw: bytes | None = scope.get("raw_path")
+    path = scope["path"] if raw is None else raw.decode("latin-1")
+    return _UNPRINTABLE.sub(lambda m: "\\x20" if m.group() == " " else ascii(m.group())[1:-1], path)
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -104,27 +114,38 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         status = 500
         path_route = "unmatched"
+        client_left = answered = False
+
+        async def receive_noting_disconnect() -> Message:
+            nonlocal client_left
+            message = await receive()
+            client_left = client_left or message["type"] == "http.disconnect"
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
             await send(message)
 
         inflight = self.metrics.inflight.labels(route=scope["path"] if scope["path"] in _FIXED else "other")
         inflight.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_noting_disconnect, send_with_id)
         finally:
             inflight.dec()
+            if client_left and not answered:
+                status = CLIENT_CLOSED  # whatever the app made of it (a 500 by default), nobody was served
             route = scope.get("route")
             path_route = getattr(route, "path", path_route)
             elapsed = time.perf_counter() - started
             labels = {"method": scope["method"], "route": path_route, "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.latency.labels(**labels).observe(elapsed)
-            log.info("%s %s %s %.1f ms", scope["method"], scope["path"], status, elapsed * 1000)
+            log.info("%s %s %s %.1f ms", scope["method"], loggable_path(scope), status, elapsed * 1000)
             request_id.reset(token)
 
 
