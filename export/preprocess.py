@@ -26,13 +26,18 @@ def resized_size(height: int, width: int, resize: int) -> tuple[int, int]:
     return int(resize * height / width), resize
 
 
-def reference_preprocess(image_bgr: np.ndarray, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
-    """The hand-written OpenCV + numpy pipeline: ``uint8 [H, W, 3]`` BGR -> ``float32 [3, crop, crop]``."""
+def reference_preprocess(
+    image_bgr: np.ndarray, spec: PreprocessSpec = PreprocessSpec(), interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """The hand-written OpenCV + numpy pipeline: ``uint8 [H, W, 3]`` BGR -> ``float32 [3, crop, crop]``.
+
+    ``cv2.INTER_AREA`` gives the anti-aliased downscale that ImageNet weights were trained on (PIL's
+    antialiased resize): the reference the reduced-scale decode is measured against."""
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"expected uint8 [H, W, 3] BGR, got {image_bgr.dtype} {list(image_bgr.shape)}")
     height, width = image_bgr.shape[:2]
     new_h, new_w = resized_size(height, width, spec.resize)
-    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interpolation)
     top, left = (new_h - spec.crop) // 2, (new_w - spec.crop) // 2
     crop = resized[top : top + spec.crop, left : left + spec.crop, ::-1].astype(np.float32) / 255.0
     normalised = (crop - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)

@@ -1,0 +1,126 @@
+"""Header checks and the decode at the scale the model needs, in-process (the rules Triton's decode step runs)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from export.preprocess import reference_preprocess
+from imaging import Header, ImageError, Limits, Problem, decode, jpeg_scale, read_header
+from triton_repository import names
+from triton_repository.configs import PreprocessSpec
+
+
+def _jpeg(image: np.ndarray, quality: int = 92) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "scale"),
+    [(4032, 3024, 8), (2048, 1536, 4), (1024, 768, 2), (600, 400, 1), (2041, 2041, 8), (2040, 4032, 4)],
+)
+def test_jpeg_scale_keeps_the_shorter_side_at_the_target(width: int, height: int, scale: int) -> None:
+    assert jpeg_scale(Header("JPEG", width, height), 256) == scale
+    assert -(-min(width, height) // scale) >= 256  # libjpeg rounds scaled sizes up
+    assert jpeg_scale(Header("PNG", width, height), 256) == 1  # only JPEG has DCT scaling
+    assert jpeg_scale(Header("JPEG", width, height), 0) == 1  # 0: full resolution
+
+
+def test_reduced_decode_has_the_size_libjpeg_promises(photos: dict[str, np.ndarray]) -> None:
+    big = cv2.resize(photos["coffee"], (4032, 3024))
+    pixels = decode(_jpeg(big), Limits(), min_side=256)
+    assert pixels.shape == (378, 504, 3) and pixels.dtype == np.uint8
+    assert decode(_jpeg(big), Limits()).shape == (3024, 4032, 3)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_as_cv2_imread_applies_it(photos: dict[str, np.ndarray], orientation: int) -> None:
+    image = Image.fromarray(cv2.cvtColor(photos["chelsea"][:200, :300], cv2.COLOR_BGR2RGB))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif, quality=95)
+    data = buffer.getvalue()
+    header = read_header(data, Limits())
+    pixels = decode(data, Limits())
+    assert np.array_equal(pixels, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    assert header.oriented_size == (pixels.shape[1], pixels.shape[0])  # what the gateway reports undecoded
+
+
+def test_mpo_phone_jpegs_are_read_as_their_first_picture(photos: dict[str, np.ndarray]) -> None:
+    first, preview = (
+        Image.fromarray(cv2.cvtColor(p, cv2.COLOR_BGR2RGB)) for p in (photos["coffee"], photos["rocket_portrait"])
+    )
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[preview])
+    data = buffer.getvalue()
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    header = read_header(data, Limits())
+    assert (header.format, header.width, header.height) == ("JPEG", 600, 400)
+    assert decode(data, Limits()).shape == (400, 600, 3)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"", Problem.EMPTY),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), Problem.CORRUPT),
+        (bytes(range(256)) * 4, Problem.UNSUPPORTED),
+    ],
+)
+def test_refusals_name_their_problem(data: bytes, problem: Problem) -> None:
+    with pytest.raises(ImageError) as refused:
+        decode(data, Limits())
+    assert refused.value.problem is problem
+    again = ImageError.from_message(f"in ensemble 'classify', [request id: 7] {refused.value}")
+    assert again is not None and (again.problem, again.message) == (problem, refused.value.message)
+
+
+def test_limits_are_the_callers_not_a_process_setting(photos: dict[str, np.ndarray]) -> None:
+    data = _jpeg(photos["coffee"])  # 600x400
+    with pytest.raises(ImageError) as refused:
+        read_header(data, Limits(max_pixels=200_000))
+    assert refused.value.problem is Problem.TOO_LARGE and "240,000 pixels" in refused.value.message
+    assert read_header(data, Limits()).pixels == 240_000  # the next caller's limit is its own
+    with pytest.raises(ImageError, match="at least 500 px"):
+        read_header(data, Limits(min_side=500))
+    with pytest.raises(ImageError, match="aspect ratios above 1.2"):
+        read_header(data, Limits(max_aspect_ratio=1.2))
+
+
+def test_reduced_scale_decode_fidelity(photos: dict[str, np.ndarray], test_repository: Path) -> None:
+    """The network input from the reduced-scale decode against a full decode with an anti-aliased downscale
+    (INTER_AREA: what ImageNet weights were trained on), beside the old path (full decode, INTER_LINEAR)."""
+    levels = np.asarray(PreprocessSpec().std, np.float32)[:, None, None] * 255
+    model = test_repository / "resnet18" / "1" / "model.onnx"
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+    def top5(tensor: np.ndarray) -> set[int]:
+        probabilities = session.run([names.PROBABILITIES], {names.INPUT: tensor[None]})[0][0]
+        return set(np.argsort(-probabilities)[:5].tolist())
+
+    rows = []
+    for height, width in [(480, 640), (1200, 1600), (3024, 4032)]:
+        for name in ("astronaut", "coffee", "chelsea", "rocket_portrait"):
+            source = photos[name]
+            size = (width, height) if source.shape[1] >= source.shape[0] else (height, width)
+            data = _jpeg(cv2.resize(source, size, interpolation=cv2.INTER_CUBIC))
+            full = decode(data, Limits())
+            reference = reference_preprocess(full, interpolation=cv2.INTER_AREA)
+            reduced = np.abs(reference_preprocess(decode(data, Limits(), min_side=256)) - reference) * levels
+            linear = np.abs(reference_preprocess(full) - reference) * levels
+            agree = len(top5(reference_preprocess(decode(data, Limits(), min_side=256))) & top5(reference))
+            rows.append((f"{width}x{height}", name, reduced.mean(), reduced.max(), linear.mean(), linear.max(), agree))
+    print("\nsize, photo, reduced decode mean/max, full+INTER_LINEAR mean/max (uint8 levels vs INTER_AREA), top-5")
+    for row in rows:
+        print("  {:<10} {:<16} {:5.2f} {:5.1f}   {:5.2f} {:5.1f}   {}/5".format(*row))
+    for size, _, reduced_mean, _, linear_mean, _, agree in rows:
+        assert reduced_mean <= 1.6 and agree >= 4, size
+        if size == "4032x3024":  # a 12x downscale: the scaled DCT averages, INTER_LINEAR aliases
+            assert reduced_mean < linear_mean
