@@ -1,9 +1,10 @@
 """``python -m bench``: every scenario in one run on this machine, then the report (JSON, Markdown, PNG plots).
 
 Presets per device keep ``make bench`` a single command: on ``cpu`` (the default) levels 1-64 for the ResNet
-scenarios, about ten minutes on two cores; on ``cuda`` levels to 512, eight gateway workers and p5.4xlarge
-prices. ``--quick`` shrinks everything to a smoke test of seconds (``tests/test_bench_e2e.py``); ``--sweep``
-runs the dynamic-batching sweep instead of the scenarios. Any option given explicitly overrides the preset.
+scenarios and the peers, 6-second windows, about ten to twelve minutes on two cores; on ``cuda`` levels to 512,
+eight gateway workers and p5.4xlarge prices. ``--quick`` shrinks everything to a smoke test of seconds
+(``tests/test_bench_e2e.py``); ``--sweep`` runs the dynamic-batching sweep instead of the scenarios. Any option given
+explicitly overrides the preset.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "repository": ROOT / "model_repository",
         "levels": (1, 4, 16, 64),  # 256 ResNet-50 clients on 2 cores (about 19 img/s) would only measure a queue
         "light_levels": (1, 4, 16, 64, 256),
+        "phone_levels": (1, 4),
         "crud_levels": (1, 16, 64),
         "load_concurrency": 64,
         "ratio_level": 16,
         "warmup_s": 2.0,
-        "window_s": 10.0,
+        "window_s": 6.0,  # 60 levels fit ten minutes; 6 s still holds 100+ requests at c=64
         "drain_s": 15.0,  # 64 naive requests in flight at about 6/s need about 11 s to come back
         "gateway_workers": 1,
         "instance": "c7i.xlarge",
-        "predecoded": False,
         "sweep_concurrency": 16,
         "p99_budget_ms": 1500.0,  # 16 clients at about 19 img/s wait about 0.85 s each
         "crud_items": 1000,
@@ -52,15 +53,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "repository": ROOT / "model_repository",
         "levels": (1, 4, 16, 64, 256, 512),
         "light_levels": (1, 4, 16, 64, 256, 512),
+        "phone_levels": (1, 4, 16, 64),
         "crud_levels": (1, 16, 64),
         "load_concurrency": 512,
         "ratio_level": 16,
         "warmup_s": 2.0,
         "window_s": 10.0,
         "drain_s": 10.0,
-        "gateway_workers": 8,  # JPEG decode is CPU work: one process cannot feed a GPU
+        "gateway_workers": 8,  # HTTP and header checks are CPU work: one process cannot feed a GPU
         "instance": "p5.4xlarge",
-        "predecoded": True,
         "sweep_concurrency": 256,
         "p99_budget_ms": 50.0,
         "crud_items": 1000,
@@ -71,6 +72,7 @@ QUICK = {
     "repository": ROOT / "build" / "test-repository",
     "levels": (1, 4),
     "light_levels": (1, 4),
+    "phone_levels": (1,),
     "crud_levels": (1, 4),
     "load_concurrency": 4,
     "ratio_level": 4,
@@ -119,13 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fp16-repository", type=Path, help="an FP16 export (`python -m export --fp16`) to add as a scenario"
     )
     stack.add_argument("--gateway-workers", type=int, help="uvicorn workers (cpu: 1, cuda: 8)")
-    stack.add_argument(
-        "--predecoded", action=argparse.BooleanOptionalAction,
-        help="gRPC clients send images decoded once instead of decoding each (cpu: no, cuda: yes)",
-    )  # fmt: skip
 
     load = parser.add_argument_group("load")
-    load.add_argument("--levels", type=_integers, help="ResNet scenarios' concurrency levels (cpu: 1,4,16,64)")
+    load.add_argument("--levels", type=_integers, help="ResNet scenarios' and peers' levels (cpu: 1,4,16,64)")
+    load.add_argument("--phone-levels", type=_integers, help="phone photos' levels (cpu: 1,4; quick: 1)")
     load.add_argument("--light-levels", type=_integers, help="edge detection's levels (cpu: 1,4,16,64,256)")
     load.add_argument("--crud-levels", type=_integers, help="CRUD's levels (1,16,64)")
     load.add_argument("--crud-items", type=int, help="items seeded for CRUD (1000)")
@@ -195,15 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         if args.sweep:
-            plan = SweepPlan(
+            sweep_plan = SweepPlan(
                 args.sweep_concurrency, args.sweep_delays_us, tuple(args.sweep_preferred), args.sweep_instances,
                 args.p99_budget_ms, timing,
             )  # fmt: skip
-            report = sweep(options, plan, workdir)
+            report = sweep(options, sweep_plan, workdir)
         else:
             plan = Plan(
-                args.levels, args.light_levels, args.crud_levels, args.load_concurrency, timing, args.predecoded,
-                args.crud_items,
+                args.levels, args.light_levels, args.crud_levels, args.load_concurrency, timing, args.crud_items,
+                args.phone_levels,
             )  # fmt: skip
             report = benchmark(options, plan, workdir)
     except (MissingExport, ScenarioFailed, ServiceError, TritonError) as exc:

@@ -1,29 +1,42 @@
 """The issue's goals and the side-by-side ratios, read off one run's scenarios.
 
-Ratios compare throughput at the same concurrency (``--ratio-level``); goals are the issue's targets for the
-device the run was on, each with the figure that decides it and where that figure was read.
+Ratios compare throughput at the same concurrency (``--ratio-level``); goals are the issues' targets for the
+device the run was on, each with the figure that decides it and where that figure was read: for a CPU figure,
+the CPU each process spent, so a miss comes with what explains it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.profile import PathFigures
 from bench.results import Goal, Ratio, Scenario
 from bench.suite import (
     CRUD,
     CRUD_LOADED,
+    FASTAPI_ORT,
+    FASTAPI_ORT_PHONE,
     GRPC_CLASSIFY,
     GRPC_EDGES,
     GRPC_FP16,
     GRPC_NOBATCH,
     GRPC_RESNET,
+    LITSERVE,
+    LITSERVE_PHONE,
     NAIVE,
     REST_CLASSIFY,
+    REST_CLASSIFY_PHONE,
     REST_EDGES,
+    TO_GATEWAY,
+    TO_TRITON,
 )
 
-# The issue's targets.
-CPU_GATEWAY_SHARE = 0.9  # REST throughput over gRPC's, at concurrency 16
+# The issues' targets.
+CPU_GATEWAY_SHARE = 0.95  # REST throughput over gRPC's, at concurrency 16 and 64
+CPU_OVER_PEERS = 1.0  # REST throughput over the FastAPI + ORT app's and LitServe's
+PATH_CPU_MS = {"ImageNet-size": 5.0, "phone photo": 50.0}  # CPU per classification outside the network
+PHONE_LATENCY_MS = 150.0  # mean, at concurrency 1
+PEER_LEVELS = (16, 64)
 CPU_MEAN_BATCH = 4.0  # at concurrency 16, batching on
 CPU_OVER_NAIVE = 1.5
 CRUD_RPS, CRUD_IDLE_P99_MS, CRUD_LOADED_P99_MS = 2000.0, 10.0, 25.0
@@ -93,17 +106,89 @@ def _crud_goals(by_name: dict[str, Scenario]) -> list[Goal]:
     return goals
 
 
-def goals(scenarios: Sequence[Scenario], level: int, device: str) -> list[Goal]:
+def _throughput_ratio(label: str, by_name: dict[str, Scenario], over: str, under: str, level: int) -> Goal:
+    """Throughput of ``over`` / ``under`` at one concurrency, at least ``CPU_OVER_PEERS`` or the gateway share."""
+    sides = [by_name[name].at(level) if name in by_name else None for name in (over, under)]
+    top, bottom = sides
+    if top is None or bottom is None or bottom.load.throughput_rps <= 0:
+        value, detail = None, "not measured"
+    else:
+        value = top.load.throughput_rps / bottom.load.throughput_rps
+        detail = f"{top.load.throughput_rps:,.1f} vs {bottom.load.throughput_rps:,.1f} req/s (CPU per request: profile)"
+    target = CPU_GATEWAY_SHARE if under == GRPC_CLASSIFY else CPU_OVER_PEERS
+    return Goal(f"{label} at c={level}", value, "x", at_least=target, detail=detail)
+
+
+def _path_goals(paths: Sequence[PathFigures], phone_latency: Scenario | None) -> list[Goal]:
+    """Path CPU and bytes per classification (REST, concurrency 1), and the phone photo's latency."""
+    rest = {p.label.split(",")[0]: p for p in paths if p.concurrency == 1 and p.label.endswith("REST")}
+    found = []
+    for label, limit in PATH_CPU_MS.items():
+        path = rest.get(label)
+        found.append(
+            Goal(
+                f"path CPU per classification, {label} (REST, c=1)",
+                path.path_cpu_ms if path else None,
+                "CPU-ms",
+                at_most=limit,
+                detail=path.explain() if path else "not measured",
+            )
+        )
+    for label, path in rest.items():
+        upload, forwarded = path.wire_bytes.get(TO_GATEWAY), path.wire_bytes.get(TO_TRITON)
+        found.append(
+            Goal(
+                f"bytes gateway->Triton per request <= the upload, {label}",
+                forwarded / upload if forwarded is not None and upload else None,
+                "x the upload",
+                at_most=1.0,
+                detail=f"{forwarded or 0:,.0f} B to Triton, {upload or 0:,.0f} B uploaded (both on the wire)",
+            )
+        )
+    point = phone_latency.at(1) if phone_latency else None
+    found.append(
+        Goal(
+            "phone photo latency, REST, c=1 (mean)",
+            point.load.latency.mean_ms if point else None,
+            "ms",
+            at_most=PHONE_LATENCY_MS,
+            detail=rest["phone photo"].explain() if "phone photo" in rest else "not measured",
+        )
+    )
+    return found
+
+
+def goals(scenarios: Sequence[Scenario], level: int, device: str, paths: Sequence[PathFigures] = ()) -> list[Goal]:
     by_name = {scenario.name: scenario for scenario in scenarios}
     if device == "cpu":
         rest = by_name.get(REST_CLASSIFY)
         point = rest.at(level) if rest else None
-        triton = point.triton if point else None
-        queue = triton.mean_queue_ms if triton else None
+        served = point.triton if point else None
+        queue = served.mean_queue_ms if served else None
+        phone_levels = (
+            [lvl.load.concurrency for lvl in by_name[REST_CLASSIFY_PHONE].levels]
+            if REST_CLASSIFY_PHONE in by_name
+            else []
+        )
         return [
+            *_path_goals(paths, by_name.get(REST_CLASSIFY_PHONE)),
+            *(
+                _throughput_ratio("REST / gRPC straight to Triton", by_name, REST_CLASSIFY, GRPC_CLASSIFY, c)
+                for c in PEER_LEVELS
+            ),
+            *(
+                _throughput_ratio(f"REST / {peer}", by_name, REST_CLASSIFY, peer, c)
+                for peer in (FASTAPI_ORT, LITSERVE)
+                for c in PEER_LEVELS
+            ),
+            *(
+                _throughput_ratio(f"REST / {peer}, phone photos", by_name, REST_CLASSIFY_PHONE, peer, c)
+                for peer in (FASTAPI_ORT_PHONE, LITSERVE_PHONE)
+                for c in phone_levels
+            ),
             Goal(
                 f"mean executed batch, REST classify at c={level}",
-                triton.mean_batch_size if triton else None,
+                served.mean_batch_size if served else None,
                 "images",
                 at_least=CPU_MEAN_BATCH,
                 detail=f"queue {queue:,.1f} ms" if queue is not None else "",
@@ -111,11 +196,13 @@ def goals(scenarios: Sequence[Scenario], level: int, device: str) -> list[Goal]:
             *_crud_goals(by_name),
         ]
     gateway, where = _best(by_name.get(REST_CLASSIFY), GPU_P99_MS)
-    triton, triton_where = _best(by_name.get(GRPC_CLASSIFY))
+    straight, straight_where = _best(by_name.get(GRPC_CLASSIFY))
     naive, naive_where = _best(by_name.get(NAIVE))
     return [
         Goal(f"gateway, p99 < {GPU_P99_MS:g} ms", gateway, "img/s", at_least=GPU_GATEWAY_IPS, detail=where),
-        Goal("straight to Triton (classify ensemble)", triton, "img/s", at_least=GPU_TRITON_IPS, detail=triton_where),
+        Goal(
+            "straight to Triton (classify ensemble)", straight, "img/s", at_least=GPU_TRITON_IPS, detail=straight_where
+        ),
         Goal(
             f"gateway (p99 < {GPU_P99_MS:g} ms) / naive baseline (best level)",
             gateway / naive if gateway is not None and naive else None,

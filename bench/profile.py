@@ -13,14 +13,28 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from bench.costs import FEED_INSTANCES, PriceTable, feed_capacity
 from bench.process_cpu import CLIENT
 from bench.results import Section
-from bench.suite import GRPC_CLASSIFY, GRPC_NOBATCH, GRPC_RESNET, REST_CLASSIFY, Measured
+from bench.suite import (
+    EDGES_BY_SIZE,
+    GRPC_CLASSIFY,
+    GRPC_CLASSIFY_PHONE,
+    GRPC_NOBATCH,
+    GRPC_RESNET,
+    REST_CLASSIFY,
+    REST_CLASSIFY_PHONE,
+    TO_GATEWAY,
+    TO_TRITON,
+    TRITON_STUBS,
+    Measured,
+)
 from bench.triton_stats import TritonDelta
-from export.repository import CLASSIFY, PREPROCESS
+from triton_repository.names import CLASSIFY, DECODE_REDUCED, PREPROCESS
 
-ROLES = (CLIENT, "gateway", "triton", "naive")
+PATH_ROLES = ("gateway", "triton", TRITON_STUBS)  # the processes a classification passes through
 CLIENT_BOUND_CORES = 0.8  # the load generator's event loop is one thread: near a core, it is the bottleneck
 
 
@@ -32,22 +46,22 @@ def _mean_ms(step: Callable[[], object], repeats: int) -> float:
 
 
 def gateway_steps_ms(jpegs: Sequence[bytes], repeats: int) -> dict[str, float]:
-    """Mean milliseconds per image of the gateway's own CPU steps, with its own functions and settings."""
+    """Mean milliseconds per image of the classify path's own CPU steps, with the project's own functions: the
+    gateway's header check, gRPC request (the bytes into a protobuf, serialised) and JSON answer, and Triton's
+    decode at the scale the model needs (``imaging.decode``, what the ``decode_reduced`` step runs)."""
     from tritonclient.grpc import service_pb2
 
-    from gateway.images import Limits, decode, read_header
     from gateway.routes.images import ClassifyResponse
-    from gateway.settings import Settings
+    from imaging.decode import decode
+    from imaging.header import Limits, read_header
 
-    settings = Settings()
-    limits = Limits(settings.max_image_pixels, settings.min_image_side, settings.max_aspect_ratio)
+    limits = Limits()
     headers = [read_header(jpeg, limits) for jpeg in jpegs]
-    images = [decode(jpeg, header) for jpeg, header in zip(jpegs, headers, strict=True)]
+    short_side = 256  # the resize target of the exported preprocessing
 
     def requests() -> None:
-        # What tritonclient does with the pixels: tobytes() in set_data_from_numpy, into the protobuf, serialised.
-        for image in images:
-            service_pb2.ModelInferRequest(model_name=CLASSIFY, raw_input_contents=[image.tobytes()]).SerializeToString()
+        for jpeg in jpegs:
+            service_pb2.ModelInferRequest(model_name=CLASSIFY, raw_input_contents=[jpeg]).SerializeToString()
 
     answer = {
         "model": CLASSIFY,
@@ -57,7 +71,7 @@ def gateway_steps_ms(jpegs: Sequence[bytes], repeats: int) -> dict[str, float]:
     }
     return {
         "header": _mean_ms(lambda: [read_header(jpeg, limits) for jpeg in jpegs], repeats) / len(jpegs),
-        "decode": _mean_ms(lambda: [decode(j, h) for j, h in zip(jpegs, headers, strict=True)], repeats) / len(jpegs),
+        "decode": _mean_ms(lambda: [decode(jpeg, limits, short_side) for jpeg in jpegs], repeats) / len(jpegs),
         "request": _mean_ms(requests, repeats) / len(jpegs),
         # What FastAPI does with a returned dict and a response_model: validate, dump to JSON types, render.
         "answer": _mean_ms(
@@ -66,12 +80,14 @@ def gateway_steps_ms(jpegs: Sequence[bytes], repeats: int) -> dict[str, float]:
     }
 
 
-def _sub(total: float | None, *parts: float | None) -> float | None:
-    return None if total is None or any(part is None for part in parts) else total - sum(parts)  # type: ignore[misc]
-
-
 def _add(*parts: float | None) -> float | None:
-    return None if any(part is None for part in parts) else sum(parts)  # type: ignore[arg-type]
+    known = [part for part in parts if part is not None]
+    return None if len(known) < len(parts) else sum(known)
+
+
+def _sub(total: float | None, *parts: float | None) -> float | None:
+    subtracted = _add(*parts)
+    return None if total is None or subtracted is None else total - subtracted
 
 
 def cpu_ms(measured: Measured, level: int, role: str) -> float | None:
@@ -83,8 +99,14 @@ def cpu_ms(measured: Measured, level: int, role: str) -> float | None:
     return seconds / point.load.requests * 1000
 
 
+def _roles(measured: Measured) -> list[str]:
+    """Every role whose CPU the scenario recorded, the load generator first."""
+    seen = {role for seconds in measured.cpu_s.values() for role in seconds}
+    return [CLIENT, *sorted(seen - {CLIENT})]
+
+
 def _cpu_total(measured: Measured, level: int) -> float | None:
-    return _add(*(cpu_ms(measured, level, role) for role in ROLES))
+    return _add(*(cpu_ms(measured, level, role) for role in _roles(measured)))
 
 
 def _delta(measured: Measured, level: int, model: str) -> TritonDelta | None:
@@ -120,6 +142,15 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _step_of(measured: Measured, model: str) -> Callable[[int], float | None]:
+    """A step of the ensemble: its queue and compute per request."""
+    return lambda c: _add(*(_field(_delta(measured, c, model), f) for f in ("mean_queue_ms", "mean_compute_ms")))
+
+
+def _cpu_of(measured: Measured, role: str) -> Callable[[int], float | None]:
+    return lambda c: cpu_ms(measured, c, role)
+
+
 def classify_breakdown(
     measured: dict[str, Measured], resnet: str, steps: dict[str, float], low: int, high: int
 ) -> Section:
@@ -131,7 +162,7 @@ def classify_breakdown(
         rows.append([label, value(low), value(high), how])
 
     server = {c: _field(_delta(rest, c, CLASSIFY), "mean_request_ms") for c in (low, high)}
-    own = sum(steps.values())
+    own = sum(steps.values())  # the decode is Triton's, inside server[c]
     row("REST /v1/classify, mean latency", "client", lambda c: _latency(rest, c))
     row("gRPC classify, mean latency", "client (its decode included)", lambda c: _latency(grpc, c))
     row("Triton, classify ensemble per REST request", "Triton statistics", lambda c: server[c])
@@ -150,43 +181,42 @@ def classify_breakdown(
         "Triton statistics",
         lambda c: _field(_delta(rest, c, resnet), "mean_batch_size"),
     )
-    row(
-        "of which: preprocess queue + compute", "Triton statistics",
-        lambda c: _add(*(_field(_delta(rest, c, PREPROCESS), f) for f in ("mean_queue_ms", "mean_compute_ms"))),
-    )  # fmt: skip
+    for model in (DECODE_REDUCED, PREPROCESS):
+        row(f"of which: {model} queue + compute", "Triton statistics", _step_of(rest, model))
     row("gateway header check (Pillow)", "in-process, idle", lambda c: steps["header"])
-    row("gateway decode (cv2.imdecode)", "in-process, idle", lambda c: steps["decode"])
-    row("gateway gRPC request: pixel copies + protobuf", "in-process, idle", lambda c: steps["request"])
+    row("Triton's reduced-scale decode (imaging.decode)", "in-process, idle", lambda c: steps["decode"])
+    row("gateway gRPC request: the bytes into a protobuf", "in-process, idle", lambda c: steps["request"])
     row("gateway JSON answer (pydantic)", "in-process, idle", lambda c: steps["answer"])
     row(
         "remainder: HTTP, event loop, gRPC transport, client",
-        "REST - Triton - the four above",
-        lambda c: _sub(_latency(rest, c), server[c], own),
+        "REST - Triton - the gateway's three above",
+        lambda c: _sub(_latency(rest, c), server[c], own - steps["decode"]),
     )
-    for role in (CLIENT, "gateway", "triton"):
-        row(f"CPU per REST request: {role}", "psutil, process tree", lambda c, role=role: cpu_ms(rest, c, role))
-    for role in (CLIENT, "triton"):
-        row(f"CPU per gRPC request: {role}", "psutil, process tree", lambda c, role=role: cpu_ms(grpc, c, role))
+    for role in (CLIENT, *PATH_ROLES):
+        row(f"CPU per REST request: {role}", "psutil, process tree", _cpu_of(rest, role))
+    for role in (CLIENT, "triton", TRITON_STUBS):
+        row(f"CPU per gRPC request: {role}", "psutil, process tree", _cpu_of(grpc, role))
 
     findings = []
-    latency = _latency(rest, low)
-    if latency is not None and server[low] is not None:
+    latency, served = _latency(rest, low), server[low]
+    if latency is not None and served is not None:
         findings.append(
             f"At concurrency {low} a REST classify took {_f(latency)} ms; Triton's own time for it was "
-            f"{_f(server[low])} ms ({_f(100 * server[low] / latency, 0)}%). The gateway's header check, decode, "
-            f"gRPC request (pixel copies and protobuf) and JSON answer cost {_f(steps['header'], 2)}, "
-            f"{_f(steps['decode'], 2)}, {_f(steps['request'], 2)} and {_f(steps['answer'], 2)} ms; "
-            f"the remaining {_f(_sub(latency, server[low], own))} ms is HTTP, the event loop, gRPC transport and "
-            "the load generator."
+            f"{_f(served)} ms ({_f(100 * served / latency, 0)}%), its reduced-scale decode about "
+            f"{_f(steps['decode'], 2)} ms of it. The gateway's header check, gRPC request and JSON answer cost "
+            f"{_f(steps['header'], 2)}, {_f(steps['request'], 2)} and {_f(steps['answer'], 2)} ms; the remaining "
+            f"{_f(_sub(latency, served, own - steps['decode']))} ms is HTTP, the event loop, gRPC transport "
+            "and the load generator."
         )
     measured_ratio = _ratio(_throughput(rest, high), _throughput(grpc, high))
     predicted = _ratio(_cpu_total(grpc, high), _cpu_total(rest, high))
     if measured_ratio is not None and predicted is not None:
         findings.append(
             f"At concurrency {high} REST reached {_f(measured_ratio, 2)} of gRPC's throughput. Per request the gateway "
-            f"process burnt {_f(cpu_ms(rest, high, 'gateway'))} CPU-ms (decode {_f(steps['decode'])} of it), its "
-            f"client {_f(cpu_ms(rest, high, CLIENT))}, Triton {_f(cpu_ms(rest, high, 'triton'))}; the gRPC client "
-            f"{_f(cpu_ms(grpc, high, CLIENT))} (decode included), Triton {_f(cpu_ms(grpc, high, 'triton'))}. When "
+            f"process burnt {_f(cpu_ms(rest, high, 'gateway'))} CPU-ms, its client {_f(cpu_ms(rest, high, CLIENT))}, "
+            f"Triton {_f(cpu_ms(rest, high, 'triton'))} and its stubs {_f(cpu_ms(rest, high, TRITON_STUBS))}; the gRPC "
+            f"client {_f(cpu_ms(grpc, high, CLIENT))}, Triton {_f(cpu_ms(grpc, high, 'triton'))} and its stubs "
+            f"{_f(cpu_ms(grpc, high, TRITON_STUBS))}. When "
             f"the {os.cpu_count()} cores are the bottleneck, throughput goes as 1 / CPU per request, which predicts "
             f"{_f(predicted, 2)}: every CPU-ms the gateway spends is taken from the model."
         )
@@ -218,6 +248,7 @@ def cpu_section(measured: dict[str, Measured]) -> Section:
     """CPU milliseconds per request by process tree, for every scenario and level, and how busy the cores were;
     a finding names the levels where the load generator itself was near a full core."""
     cores = os.cpu_count() or 1
+    roles = sorted({role for item in measured.values() for role in _roles(item)} - {CLIENT})
     rows: list[list[str | int | float | None]] = []
     client_bound = []
     for name, item in measured.items():
@@ -225,7 +256,8 @@ def cpu_section(measured: dict[str, Measured]) -> Section:
             c, window_s = level.load.concurrency, level.load.window_s
             seconds = item.cpu_s.get(c, {})
             busy = sum(seconds.values()) / window_s if window_s else None
-            rows.append([name, c, level.load.throughput_rps, *(cpu_ms(item, c, role) for role in ROLES), busy])
+            figures = [cpu_ms(item, c, role) if role in seconds else None for role in (CLIENT, *roles)]
+            rows.append([name, c, level.load.throughput_rps, *figures, busy])
             if window_s and seconds.get(CLIENT, 0) / window_s >= CLIENT_BOUND_CORES:
                 client_bound.append(f"{name} c={c} ({seconds[CLIENT] / window_s:.2f} cores)")
     findings = (
@@ -240,10 +272,157 @@ def cpu_section(measured: dict[str, Measured]) -> Section:
         title="CPU time per request, by process",
         text=(
             f"CPU milliseconds each process tree spent per successful request in the window, and the cores "
-            f"busy on average (this machine has {cores}). The client is the load generator; naive is the baseline's "
-            "process. Where the cores are all busy, these sums are what sets throughput."
+            f"busy on average (this machine has {cores}). The client is the load generator; naive, fastapi-ort and "
+            "litserve are the baselines' processes (the peers run only during their own scenarios); triton is the "
+            "server process, its python-backend stubs apart. Where the cores are all busy, these sums are what "
+            "sets throughput."
         ),
-        header=["scenario", "concurrency", "req/s", "client", "gateway", "triton", "naive", "cores busy"],
+        header=["scenario", "concurrency", "req/s", CLIENT, *roles, "cores busy"],
         rows=rows,
         findings=findings,
     )
+
+
+@dataclass(frozen=True)
+class PathFigures:
+    """One input set's classify path through one scenario at one concurrency: CPU per request by process, the
+    ResNet's own compute per image, and the bytes each hop received per request."""
+
+    scenario: str
+    label: str
+    concurrency: int
+    cpu_ms: dict[str, float | None]  # role -> CPU-ms per request, over PATH_ROLES
+    resnet_ms: float | None  # the network's compute per image, from Triton's statistics
+    wire_bytes: dict[str, float]  # hop -> bytes received per request
+    upload_bytes: float | None  # the mean file the client sent
+    latency_ms: float | None  # mean
+
+    @property
+    def total_cpu_ms(self) -> float | None:
+        return _add(*self.cpu_ms.values())
+
+    @property
+    def path_cpu_ms(self) -> float | None:
+        """All the path's processes' CPU per request minus the ResNet's own compute: what feeding it costs."""
+        return _sub(self.total_cpu_ms, self.resnet_ms)
+
+    def explain(self) -> str:
+        """The profile behind the figure, for a goal's detail."""
+        parts = ", ".join(f"{role} {_f(ms)}" for role, ms in self.cpu_ms.items())
+        return f"c={self.concurrency}: {parts}, minus ResNet {_f(self.resnet_ms)} CPU-ms per request"
+
+
+def path_figures(measured: dict[str, Measured], name: str, label: str, level: int, resnet: str) -> PathFigures | None:
+    item = measured.get(name)
+    point = item.scenario.at(level) if item else None
+    if item is None or point is None or not point.load.requests:
+        return None
+    requests = point.load.requests
+    return PathFigures(
+        scenario=name,
+        label=label,
+        concurrency=level,
+        cpu_ms={role: cpu_ms(item, level, role) for role in PATH_ROLES},
+        resnet_ms=_per_image(_delta(item, level, resnet)),
+        wire_bytes={hop: count / requests for hop, count in item.wire_bytes.get(level, {}).items()},
+        upload_bytes=item.upload_bytes,
+        latency_ms=point.load.latency.mean_ms,
+    )
+
+
+def classify_paths(measured: dict[str, Measured], resnet: str, levels: Sequence[int]) -> list[PathFigures]:
+    """REST and gRPC classify, ImageNet-size and phone photos, at each of ``levels`` they were measured at."""
+    runs = [
+        (REST_CLASSIFY, "ImageNet-size, REST"),
+        (GRPC_CLASSIFY, "ImageNet-size, gRPC"),
+        (REST_CLASSIFY_PHONE, "phone photo, REST"),
+        (GRPC_CLASSIFY_PHONE, "phone photo, gRPC"),
+    ]
+    figures = [path_figures(measured, name, label, level, resnet) for name, label in runs for level in levels]
+    return [figure for figure in figures if figure is not None]
+
+
+def paths_section(paths: Sequence[PathFigures]) -> Section:
+    rows: list[list[str | int | float | None]] = [
+        [
+            p.label, p.concurrency, *p.cpu_ms.values(), p.resnet_ms, p.path_cpu_ms, p.upload_bytes,
+            p.wire_bytes.get(TO_GATEWAY), p.wire_bytes.get(TO_TRITON), p.latency_ms,
+        ]
+        for p in paths
+    ]  # fmt: skip
+    return Section(
+        title="Path CPU and bytes per classification",
+        text=(
+            "CPU milliseconds per request of every process a classification passes through (the gateway; Triton's "
+            "server process; its python-backend stubs, where decode, preprocessing and the ONNX Runtime sessions "
+            "run), the ResNet's own compute per image (Triton's statistics: an execution's compute over its batch "
+            "size), and path CPU: the sum minus the ResNet. Bytes are what each hop's server received per request, "
+            "counted by the kernel (`ss`, framing included): from the client at the gateway, and at Triton's gRPC "
+            "port from the gateway (REST) or the client (gRPC)."
+        ),
+        header=["input, route", "concurrency", *PATH_ROLES, "ResNet ms", "path CPU ms", "upload bytes",
+                "bytes client->gateway", "bytes ->Triton", "mean latency ms"],
+        rows=rows,
+    )  # fmt: skip
+
+
+def best_throughput(measured: Measured | None) -> float | None:
+    if measured is None or not measured.scenario.levels:
+        return None
+    return max(level.load.throughput_rps for level in measured.scenario.levels)
+
+
+def feed_section(paths: Sequence[PathFigures], prices: PriceTable, gpu_rate: float | None, gpu_where: str) -> Section:
+    """How many images per second the CPUs of 4- and 8-vCPU GPU instances could feed at the measured path cost,
+    beside what the GPU could classify."""
+    rows: list[list[str | int | float | None]] = []
+    findings = []
+    for path in paths:
+        cost = path.path_cpu_ms
+        if cost is None or cost <= 0 or path.concurrency != 1 or "REST" not in path.label:
+            continue
+        for name in FEED_INSTANCES:
+            instance = prices.instance(name)
+            rate = feed_capacity(instance.vcpus, cost)
+            bound = None if gpu_rate is None else ("the CPUs" if rate < gpu_rate else "the GPU")
+            rows.append([path.label, name, instance.vcpus, cost, rate, gpu_rate, bound])
+        findings.append(
+            f"{path.label}: {_f(cost, 2)} CPU-ms per image outside the network; a 4-vCPU instance's CPUs could feed "
+            f"at most {_f(feed_capacity(4, cost), 0)} images/s, an 8-vCPU one {_f(feed_capacity(8, cost), 0)}."
+        )
+    return Section(
+        title="Feed capacity: what a GPU instance's CPUs can prepare",
+        text=(
+            "vCPUs x 1000 / path CPU per image (REST at concurrency 1, this machine's cores): every vCPU busy with "
+            "nothing but the path, so an upper bound. GPU classify rate: "
+            + (f"{gpu_where}." if gpu_rate is not None else "no GPU run measured here (--compare a GPU report.json).")
+        ),
+        header=["input, route", "instance", "vCPUs", "path CPU ms", "images/s the CPUs feed", "GPU images/s",
+                "bound by"],
+        rows=rows,
+        findings=findings,
+    )  # fmt: skip
+
+
+def edges_section(measured: dict[str, Measured]) -> Section:
+    """The edge route per image size: time per request at concurrency 1, and 504s where it was run heavier."""
+    rows: list[list[str | int | float | None]] = []
+    for name, item in measured.items():
+        if not name.startswith(EDGES_BY_SIZE):
+            continue
+        for level in item.scenario.levels:
+            load = level.load
+            rows.append(
+                [
+                    name.removeprefix(EDGES_BY_SIZE), item.upload_bytes, load.concurrency, load.requests,
+                    load.latency.mean_ms, load.latency.p99_ms, load.errors.get("http_504", 0),
+                    sum(load.errors.values()), cpu_ms(item, load.concurrency, TRITON_STUBS),
+                ]
+            )  # fmt: skip
+    return Section(
+        title="Edge detection by image size (REST /v1/edges?format=json)",
+        text="Full-resolution edge maps of the same photographs at several sizes; 504 is the gateway's deadline.",
+        header=["size", "upload bytes", "concurrency", "requests", "mean ms", "p99 ms", "504s", "errors",
+                "Triton stubs CPU-ms"],
+        rows=rows,
+    )  # fmt: skip

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from bench import goals, profile
 from bench.costs import Measurement, PriceTable, measurements, measurements_from_report, rank_routes
-from bench.inputs import PHOTOGRAPHS, SHORT_SIDE, photographs
+from bench.inputs import PHONE_PHOTOGRAPHS, PHONE_SIZE, PHOTOGRAPHS, SHORT_SIDE, camera_photographs, photographs
 from bench.machine import machine_info
 from bench.results import Report, Scenario
 from bench.stack import StackOptions, running_stack, say
-from bench.suite import CRUD_LOADED, Plan, SuiteResult, run_suite
+from bench.suite import CRUD_LOADED, GRPC_RESNET, Inputs, Plan, SuiteResult, run_suite
 from bench.sweep import SweepPlan, run_sweep
 from bench.variants import bench_repository
 
@@ -46,6 +46,17 @@ def _where(machine: dict[str, object], device: str) -> str:
     return f"{machine['cpu_model']}, {machine['cpu_cores']} cores (CPU)"
 
 
+EDGE_SIZES = {"0.3mp": (640, 480), "2mp": (1632, 1224)}  # and the phone size, 12 MP
+
+
+def _inputs(quick: bool) -> Inputs:
+    """The run's photographs; a quick run takes one phone-size photograph per size (seconds, not minutes)."""
+    names = PHONE_PHOTOGRAPHS[:1] if quick else PHONE_PHOTOGRAPHS
+    phone = list(camera_photographs(PHONE_SIZE, names).values())
+    sizes = {label: list(camera_photographs(size, names).values()) for label, size in EDGE_SIZES.items()}
+    return Inputs(list(photographs().values()), phone, sizes | {"12mp": phone})
+
+
 def _common_notes(options: RunOptions, jpegs: Sequence[bytes], machine: dict[str, object]) -> list[str]:
     instance = options.prices.instance(options.instance)
     hardware = f"{instance.gpus} x {instance.gpu_model}" if instance.gpus else f"{instance.vcpus} vCPUs"
@@ -70,18 +81,19 @@ def _common_notes(options: RunOptions, jpegs: Sequence[bytes], machine: dict[str
     return notes
 
 
-def _suite_notes(plan: Plan, options: RunOptions, result: SuiteResult) -> list[str]:
+def _suite_notes(plan: Plan, options: RunOptions, result: SuiteResult, inputs: Inputs) -> list[str]:
     background = result.background
+    phone = inputs.phone
     notes = [
-        "Gateway vs gRPC: "
-        + (
-            "gRPC clients send images decoded once, so Triton alone is measured (one client process could not "
-            "decode as fast as this device serves); the gateway decodes per request, so the ratio includes decode."
-            if plan.predecoded
-            else "gRPC clients decode each JPEG per request, as a real client must and as the gateway does, so "
-            "gateway / gRPC measures the gateway's own overhead (HTTP, header check, event loop, JSON) and not the "
-            "decode both pay. The decode's cost is measured separately below."
-        ),
+        f"Phone photos: {len(phone)} of the same photographs ({', '.join(PHONE_PHOTOGRAPHS[: len(phone)])}) at "
+        f"{PHONE_SIZE[0]}x{PHONE_SIZE[1]} (12 MP), upscaled with a seeded sensor-like grain, JPEG quality 90, "
+        f"{sum(map(len, phone)) / len(phone) / 1e6:,.2f} MB on average (bench/inputs.py); the edge route also gets "
+        f"them at {', '.join(f'{w}x{h}' for w, h in EDGE_SIZES.values())}.",
+        "Gateway vs gRPC: gRPC clients send the file's bytes (Triton decodes), as the gateway forwards them, so "
+        "gateway / gRPC measures the gateway's own overhead (HTTP, header check, event loop, JSON).",
+        "Peers: the FastAPI + ONNX Runtime app and LitServe (bench/peers.py) load the same model.onnx and labels "
+        "as Triton, decode with OpenCV at full size and preprocess like export.preprocess.reference_preprocess; "
+        "each runs only during its own scenarios.",
         "REST clients are aiohttp sessions (keep-alive, a connection per concurrent client): httpx spent 1-3.5 ms "
         "of client CPU per request here against aiohttp's 0.2, and the client shares the cores with the servers.",
         f"Gateway: {options.gateway_workers} uvicorn worker(s) as `python -m gateway` runs it (log level info, an "
@@ -114,19 +126,38 @@ def _routes(scenarios: Sequence[Scenario], options: RunOptions) -> tuple[dict[st
     return routes, notes
 
 
+def _gpu_rate(options: RunOptions, result: SuiteResult) -> tuple[float | None, str]:
+    """What a GPU classifies per second (the ResNet alone, best level): this run's on a GPU, else the best of the
+    compared runs that were on one."""
+    if options.device == "cuda":
+        return profile.best_throughput(result.measured.get(GRPC_RESNET)), "this run's ResNet alone, best level"
+    best: tuple[float | None, str] = (None, "")
+    for path in options.compare:
+        document = json.loads(path.read_text())
+        if not options.prices.instance(document["instance"]).gpus:
+            continue
+        for point in measurements_from_report(document).get(GRPC_RESNET, []):
+            if best[0] is None or point.throughput_rps > best[0]:
+                best = (point.throughput_rps, f"the ResNet alone in {path} ({document['instance']}), best level")
+    return best
+
+
 def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
     """Every scenario against one stack; the report's contents."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
-    jpegs = list(photographs().values())
+    inputs = _inputs(options.quick)
+    jpegs = inputs.imagenet
     models = bench_repository(
         options.repository, workdir / "models", options.model, options.device, options.fp16_repository
     )
     stack_options = StackOptions(options.model, options.weights, options.device, options.gateway_workers)
     with running_stack(workdir / "models", workdir, stack_options) as stack:
-        result = asyncio.run(run_suite(plan, stack, models, jpegs))
-    say("timing the gateway's own steps in-process")
+        result = asyncio.run(run_suite(plan, stack, models, inputs, workdir))
+    say("timing the path's own steps in-process")
     steps = profile.gateway_steps_ms(jpegs, repeats=3 if options.quick else 30)
+    paths = profile.classify_paths(result.measured, models.resnet, (1, options.ratio_level))
+    gpu_rate, gpu_where = _gpu_rate(options, result)
     scenarios = [item.scenario for item in result.measured.values()]
     low = min(plan.levels)
     high = options.ratio_level if options.ratio_level in plan.levels else max(plan.levels)
@@ -141,10 +172,13 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
         costs=rank_routes(routes, options.prices, options.p99_target_ms),
         p99_target_ms=options.p99_target_ms,
         prices=options.prices,
-        notes=_common_notes(options, jpegs, machine) + _suite_notes(plan, options, result) + compared,
-        goals=goals.goals(scenarios, options.ratio_level, options.device),
+        notes=_common_notes(options, jpegs, machine) + _suite_notes(plan, options, result, inputs) + compared,
+        goals=goals.goals(scenarios, options.ratio_level, options.device, paths),
         sections=[
+            profile.paths_section(paths),
+            profile.feed_section(paths, options.prices, gpu_rate, gpu_where),
             profile.classify_breakdown(result.measured, models.resnet, steps, low, high),
+            profile.edges_section(result.measured),
             profile.cpu_section(result.measured),
         ],
         instance=options.instance,

@@ -6,19 +6,17 @@ aiohttp rather than httpx because the load generator shares the machine's cores 
 here, httpx's client spent about 1 ms of CPU per request at concurrency 1 and 3.5 ms at 16 (its connection
 pool scales badly), aiohttp 0.2 ms, so with httpx a CRUD run measures the client.
 
-Clients that talk to Triton directly decode the JPEG per request (in a thread, as the gateway does; a real
-gRPC client must), so gateway versus gRPC measures the gateway's own overhead (HTTP, header check, event loop,
-JSON), not the decode every path pays. Where one client process could not decode as fast as the device
-serves (a GPU), ``decoded_once`` hands out images decoded up front instead. Scenario 3 sends tensors serialised
-once, so it measures the model with as little client work as possible.
+gRPC clients send the file's bytes (``IMAGE``, ``uint8 [1, nbytes]``), as Triton's encoded-bytes entry points
+take them: no client decode, so gateway versus gRPC measures the gateway's own overhead (HTTP, header check,
+event loop, JSON). Scenario 3 sends tensors preprocessed once, so it measures the model with as little client
+work as possible. The peers get the same bytes: the FastAPI app as the raw body, LitServe as a multipart file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -28,12 +26,14 @@ from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 
 from bench.inputs import RoundRobin, decode
 from bench.loadgen import RequestFailed, Send
+from export.preprocess import reference_preprocess
+from triton_repository import names
 
 TOP_K = 5  # the gateway's default top_k, asked of Triton's classification extension on every path
 TIMEOUT_S = 60.0  # generous: a closed loop at high concurrency on a CPU queues for seconds, by design
 JPEG = {"content-type": "image/jpeg"}
 JSON_TYPE = {"content-type": "application/json"}
-# Decoded images travel as raw pixels: allow Triton's own limit rather than gRPC's 4 MB default.
+# Phone photos are 2-4 MB and edge maps of 12 MP come back whole: allow Triton's own limit, not gRPC's 4 MB.
 CHANNEL_ARGS = [
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
@@ -67,7 +67,7 @@ async def call(
 
 
 def post_image(client: aiohttp.ClientSession, path: str, jpegs: RoundRobin[bytes]) -> Send:
-    """Scenarios 1, 4 and 7 (REST): the JPEG as the raw body."""
+    """REST scenarios (gateway, naive baseline, FastAPI + ORT): the JPEG as the raw body."""
 
     async def send() -> None:
         await call(client, "POST", path, data=jpegs(), headers=JPEG)
@@ -75,68 +75,64 @@ def post_image(client: aiohttp.ClientSession, path: str, jpegs: RoundRobin[bytes
     return send
 
 
+def post_multipart(client: aiohttp.ClientSession, path: str, field: str, jpegs: RoundRobin[bytes]) -> Send:
+    """LitServe: the JPEG as a multipart file, the way it takes uploads."""
+
+    async def send() -> None:
+        form = aiohttp.FormData()
+        form.add_field(field, jpegs(), filename="photo.jpg", content_type="image/jpeg")
+        await call(client, "POST", path, data=form)
+
+    return send
+
+
 def _tensor(name: str, array: np.ndarray) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, list(array.shape), "UINT8" if array.dtype == np.uint8 else "FP32")
+    datatype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[array.dtype]
+    tensor = grpcclient.InferInput(name, list(array.shape), datatype)
     tensor.set_data_from_numpy(array)
     return tensor
 
 
+def encoded(jpeg: bytes) -> grpcclient.InferInput:
+    """The file's bytes as the encoded-bytes entry points take them: ``IMAGE`` ``uint8 [1, nbytes]``."""
+    return _tensor(names.IMAGE, np.frombuffer(jpeg, np.uint8)[np.newaxis])
+
+
 def top_k() -> list[grpcclient.InferRequestedOutput]:
-    return [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=TOP_K)]
+    return [grpcclient.InferRequestedOutput(names.PROBABILITIES, class_count=TOP_K)]
 
 
-ImageSource = Callable[[], Awaitable[np.ndarray]]
-
-
-def decoding(jpegs: Sequence[bytes]) -> ImageSource:
-    """Each call decodes the next JPEG in a worker thread, as a real client (and the gateway) must."""
-    source = RoundRobin(jpegs)
-
-    async def next_image() -> np.ndarray:
-        return await asyncio.to_thread(decode, source())
-
-    return next_image
-
-
-def decoded_once(jpegs: Sequence[bytes]) -> ImageSource:
-    """Each call hands out an image decoded up front: Triton's side alone, when client decode would be the
-    bottleneck (a GPU host drives more images per second than one client process decodes)."""
-    source = RoundRobin([decode(jpeg) for jpeg in jpegs])
-
-    async def next_image() -> np.ndarray:
-        return source()
-
-    return next_image
-
-
-def infer_images(
+def infer_encoded(
     client: grpcclient.InferenceServerClient,
     model: str,
-    images: ImageSource,
+    jpegs: Sequence[bytes],
     outputs: list[grpcclient.InferRequestedOutput],
     constants: Sequence[grpcclient.InferInput] = (),
 ) -> Send:
-    """Scenarios 2 and 7 (gRPC): ``uint8 [1, H, W, 3]`` BGR as IMAGE, plus fixed inputs."""
+    """gRPC classify and edges: each JPEG's bytes (serialised once) plus fixed inputs."""
+    images = RoundRobin([encoded(jpeg) for jpeg in jpegs])
 
     async def send() -> None:
-        inputs = [_tensor("IMAGE", (await images())[np.newaxis]), *constants]
-        await client.infer(model, inputs, outputs=outputs, client_timeout=TIMEOUT_S)
+        await client.infer(model, [images(), *constants], outputs=outputs, client_timeout=TIMEOUT_S)
 
     return send
 
 
 def edge_thresholds() -> list[grpcclient.InferInput]:
     low, high = EDGE_THRESHOLDS
-    return [_tensor("LOW", np.array([[low]], np.float32)), _tensor("HIGH", np.array([[high]], np.float32))]
+    return [
+        _tensor(names.LOW, np.array([[low]], np.float32)),
+        _tensor(names.HIGH, np.array([[high]], np.float32)),
+    ]
 
 
 def edges_outputs() -> list[grpcclient.InferRequestedOutput]:
-    return [grpcclient.InferRequestedOutput("EDGES")]
+    return [grpcclient.InferRequestedOutput(names.EDGE_MAP)]
 
 
 def infer_tensors(client: grpcclient.InferenceServerClient, model: str, tensors: Sequence[np.ndarray]) -> Send:
     """Scenarios 3 and 5: preprocessed ``float32 [1, 3, S, S]`` tensors, serialised once, to the ResNet."""
-    inputs = RoundRobin([_tensor("INPUT", tensor[np.newaxis]) for tensor in tensors])
+    inputs = RoundRobin([_tensor(names.INPUT, tensor[np.newaxis]) for tensor in tensors])
     outputs = top_k()
 
     async def send() -> None:
@@ -145,16 +141,10 @@ def infer_tensors(client: grpcclient.InferenceServerClient, model: str, tensors:
     return send
 
 
-async def preprocessed(
-    client: grpcclient.InferenceServerClient, model: str, jpegs: Sequence[bytes]
-) -> list[np.ndarray]:
-    """Each image run once through the repository's own preprocessing model: exactly what the ensemble feeds
-    the ResNet, whatever resize, crop and normalisation the export chose."""
-    tensors = []
-    for jpeg in jpegs:
-        result = await client.infer(model, [_tensor("IMAGE", decode(jpeg)[np.newaxis])], client_timeout=TIMEOUT_S)
-        tensors.append(result.as_numpy("INPUT")[0])
-    return tensors
+def preprocessed(jpegs: Sequence[bytes]) -> list[np.ndarray]:
+    """Each image through the reference OpenCV preprocessing (full decode, ``INTER_LINEAR``): valid ResNet input
+    of the export's size, for the scenarios that time the network alone."""
+    return [reference_preprocess(decode(jpeg)) for jpeg in jpegs]
 
 
 async def seed_items(client: aiohttp.ClientSession, count: int) -> list[str]:

@@ -100,16 +100,43 @@ class Service:
             self.process.wait()
 
 
+def port_of(url: str) -> int:
+    """The port of ``http://host:port`` or ``host:port``."""
+    return int(url.rstrip("/").rpartition(":")[2])
+
+
 @dataclass(frozen=True)
 class Stack:
     triton: TritonServer
     gateway: Service
     naive: Service
+    repository: Path  # what Triton serves; the peers load the same model.onnx from it
 
     def pids(self) -> dict[str, int]:
         """The process trees whose CPU time the benchmark accounts for, by role."""
         assert self.triton.process is not None
         return {"gateway": self.gateway.pid, "triton": self.triton.process.pid, "naive": self.naive.pid}
+
+
+@contextlib.contextmanager
+def running_peer(kind: str, stack: Stack, model: str, workdir: Path, timeout_s: float = 300.0) -> Iterator[Service]:
+    """A peer (``bench.peers``) on a free port for the scenarios that measure it, stopped after them: LitServe's
+    worker polls its queue even when idle, which would take CPU from every other scenario on a small machine."""
+    (port,) = free_ports(1)
+    peer = Service(
+        kind,
+        [sys.executable, "-m", "bench.peers", kind, "--repository", str(stack.repository), "--model", model,
+         "--host", HOST, "--port", str(port)],
+        dict(os.environ),
+        workdir / f"{kind}.log",
+        f"http://{HOST}:{port}",
+    )  # fmt: skip
+    with contextlib.ExitStack() as resources:
+        say(f"starting the {kind} peer ({model})")
+        resources.callback(peer.stop)
+        peer.start()
+        peer.wait_ready("/health", timeout_s)
+        yield peer
 
 
 @dataclass(frozen=True)
@@ -168,4 +195,4 @@ def running_stack(repository: Path, workdir: Path, options: StackOptions) -> Ite
         gateway.wait_ready("/readyz", options.startup_timeout_s)
         naive.wait_ready("/openapi.json", options.startup_timeout_s)
         say("all up")
-        yield Stack(triton, gateway, naive)
+        yield Stack(triton, gateway, naive, repository)

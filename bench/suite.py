@@ -2,27 +2,32 @@
 
 Each scenario sends one request first (a scenario that cannot work fails the run at once, with the reason,
 instead of filling a table with errors), then runs its concurrency levels while Triton's statistics (every
-model it touches) and the CPU time of each process tree are recorded over each measuring window.
+model it touches), the CPU time of each process tree and the bytes each hop received are recorded over each
+measuring window.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tritonclient.grpc.aio import InferenceServerClient
 
+from bench import peers
 from bench import scenarios as sc
 from bench.inputs import RoundRobin
 from bench.loadgen import Background, Observers, Send, Timing, background_load, run_levels
 from bench.process_cpu import CpuWindow
 from bench.results import Level, Scenario
-from bench.stack import Stack, say
+from bench.stack import Stack, port_of, running_peer, say
 from bench.stats import error_kind
 from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import BenchModels
-from export.repository import CLASSIFY, EDGES, PREPROCESS
+from bench.wire import Hop, WireWindow
+from triton_repository.names import CLASSIFY, EDGES
 
 # Scenario keys, as the report's JSON and ratios name them.
 REST_CLASSIFY = "rest_classify"
@@ -31,34 +36,58 @@ GRPC_RESNET = "grpc_resnet"
 NAIVE = "naive"
 GRPC_NOBATCH = "grpc_resnet_nobatch"
 GRPC_FP16 = "grpc_resnet_fp16"
+FASTAPI_ORT = "fastapi_ort"
+LITSERVE = "litserve"
+REST_CLASSIFY_PHONE = "rest_classify_phone"
+GRPC_CLASSIFY_PHONE = "grpc_classify_phone"
+FASTAPI_ORT_PHONE = "fastapi_ort_phone"
+LITSERVE_PHONE = "litserve_phone"
 CRUD = "crud"
 CRUD_LOADED = "crud_under_load"
 REST_EDGES = "rest_edges"
 GRPC_EDGES = "grpc_edges"
+EDGES_BY_SIZE = "rest_edges_"  # + the size's label, e.g. rest_edges_12mp
+
+# Process roles beside the stack's: Triton's python-backend stubs, apart from the server process.
+TRITON_STUBS = "triton stubs"
+# Hops whose received bytes are counted (bench.wire).
+TO_GATEWAY, TO_TRITON, TO_PEER = "client->gateway", "->triton", "client->peer"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The run's photographs: ImageNet-size, phone-size, and the edge route's sizes (label -> JPEGs)."""
+
+    imagenet: Sequence[bytes]
+    phone: Sequence[bytes]
+    edge_sizes: Mapping[str, Sequence[bytes]]
 
 
 @dataclass(frozen=True)
 class Plan:
     """What to measure and how long; ``python -m bench`` fills it from its options and the device presets."""
 
-    levels: tuple[int, ...]  # ResNet scenarios
+    levels: tuple[int, ...]  # ResNet scenarios, the peers included
     light_levels: tuple[int, ...]  # edge detection
     crud_levels: tuple[int, ...]
     load_concurrency: int  # scenario 1 in the background while CRUD is measured under load
     timing: Timing
-    predecoded: bool  # gRPC clients send images decoded once instead of decoding per request
     crud_items: int  # seeded before the CRUD scenario
+    phone_levels: tuple[int, ...] = (1, 4)  # phone photos: REST, gRPC and the peers
+    largest_edge_levels: tuple[int, ...] = (1, 4)  # the largest edge size (504s counted); the others at 1
     read_fraction: float = 0.8
 
 
 @dataclass(frozen=True)
 class Measured:
-    """A scenario as the report shows it, plus what only the analysis reads: every observed model's
-    statistics and each process tree's CPU seconds, per concurrency level."""
+    """A scenario as the report shows it, plus what only the analysis reads, per concurrency level: every
+    observed model's statistics, each process tree's CPU seconds and each hop's received bytes."""
 
     scenario: Scenario
     triton: dict[int, dict[str, TritonDelta]]
     cpu_s: dict[int, dict[str, float]]
+    wire_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
+    upload_bytes: float | None = None  # the mean body the scenario sent (its inputs' mean size)
 
 
 @dataclass
@@ -71,30 +100,54 @@ class ScenarioFailed(RuntimeError):
     """A scenario's first request failed: the stack is misconfigured, so measuring it would be meaningless."""
 
 
+def _mean_size(jpegs: Sequence[bytes]) -> float:
+    return sum(map(len, jpegs)) / len(jpegs)
+
+
 class _Meter:
-    def __init__(self, triton: InferenceServerClient, stack: Stack, timing: Timing) -> None:
+    def __init__(self, triton: InferenceServerClient, stack: Stack, timing: Timing, phone: Sequence[bytes]) -> None:
         self.triton = triton
-        self.pids = stack.pids()
+        self.phone = phone
+        self.stack = stack
         self.timing = timing
         self.result = SuiteResult()
+        triton_port = stack.triton.ports.grpc
+        self.rest_hops = {TO_GATEWAY: Hop(port_of(stack.gateway.url)), TO_TRITON: Hop(triton_port, stack.gateway.pid)}
+        self.grpc_hops = {TO_TRITON: Hop(triton_port, os.getpid())}
 
     async def measure(
-        self, name: str, title: str, send: Send, levels: Sequence[int], models: Sequence[str] = ()
+        self,
+        name: str,
+        title: str,
+        send: Send,
+        levels: Sequence[int],
+        models: Sequence[str] = (),
+        *,
+        hops: Mapping[str, Hop] | None = None,
+        extra_pids: Mapping[str, int] | None = None,
+        jpegs: Sequence[bytes] = (),
+        expected_errors: Sequence[str] = (),
     ) -> None:
-        """Run one scenario; the first of ``models`` is the one its table shows (mean batch, queue)."""
+        """Run one scenario; the first of ``models`` is the one its table shows (mean batch, queue). A first
+        request failing with one of ``expected_errors`` (a 504 the scenario counts) does not stop the run."""
         say(title)
         try:
             await send()
         except Exception as exc:
-            raise ScenarioFailed(f"{name}: the first request failed ({error_kind(exc)}): {exc}") from exc
+            if error_kind(exc) not in expected_errors:
+                raise ScenarioFailed(f"{name}: the first request failed ({error_kind(exc)}): {exc}") from exc
         windows = {model: TritonWindow(self.triton, model) for model in models}
-        cpu = CpuWindow(self.pids)
-        results = await run_levels(send, levels, self.timing, label=name, observer=Observers(*windows.values(), cpu))
+        cpu = CpuWindow(self.stack.pids() | dict(extra_pids or {}), children_apart={"triton": TRITON_STUBS})
+        wire = WireWindow(hops or {})
+        observer = Observers(*windows.values(), cpu, wire)
+        results = await run_levels(send, levels, self.timing, label=name, observer=observer)
         shown = windows[models[0]].deltas if models else {}
         self.result.measured[name] = Measured(
             Scenario(name, title, [Level(load, shown.get(load.concurrency)) for load in results]),
             {level: {model: w.deltas[level] for model, w in windows.items() if level in w.deltas} for level in levels},
             cpu.seconds,
+            wire.bytes,
+            _mean_size(jpegs) if jpegs else None,
         )
 
     async def post_jpegs(
@@ -106,28 +159,60 @@ class _Meter:
         jpegs: Sequence[bytes],
         levels: Sequence[int],
         models: Sequence[str] = (),
+        hops: Mapping[str, Hop] | None = None,
+        expected_errors: Sequence[str] = (),
     ) -> None:
         """A REST scenario: the JPEGs as raw bodies, through a session sized to the scenario's concurrency."""
         async with sc.http_client(base, max(levels)) as session:
-            await self.measure(name, title, sc.post_image(session, path, RoundRobin(jpegs)), levels, models)
+            send = sc.post_image(session, path, RoundRobin(jpegs))
+            await self.measure(
+                name, title, send, levels, models, hops=hops, jpegs=jpegs, expected_errors=expected_errors
+            )
+
+    async def peer(
+        self, kind: str, model: str, workdir: Path, runs: Sequence[tuple[str, Sequence[bytes], Sequence[int]]]
+    ) -> None:
+        """A peer started for its scenarios (name, JPEGs, levels) and stopped after them; its process tree is
+        counted under its own role."""
+        with running_peer(kind, self.stack, model, workdir) as service:
+            hops = {TO_PEER: Hop(port_of(service.url))}
+            for name, jpegs, levels in runs:
+                title = f"{_PEER_TITLES[kind]}{' (phone photos)' if jpegs is self.phone else ''}"
+                async with sc.http_client(service.url, max(levels)) as session:
+                    if kind == peers.LITSERVE:
+                        send = sc.post_multipart(session, peers.PATH, peers.UPLOAD_FIELD, RoundRobin(jpegs))
+                    else:
+                        send = sc.post_image(session, peers.PATH, RoundRobin(jpegs))
+                    await self.measure(
+                        name, title, send, levels, hops=hops, extra_pids={kind: service.pid}, jpegs=jpegs
+                    )
 
 
-async def run_suite(plan: Plan, stack: Stack, models: BenchModels, jpegs: Sequence[bytes]) -> SuiteResult:
+_PEER_TITLES = {
+    peers.FASTAPI_ORT: "peer: a plain FastAPI app running ONNX Runtime in-process (same model.onnx, raw JPEG body)",
+    peers.LITSERVE: (
+        f"peer: LitServe, batching on (max_batch_size {peers.MAX_BATCH_SIZE}, batch_timeout "
+        f"{peers.BATCH_TIMEOUT_S * 1000:g} ms), same model.onnx, multipart upload"
+    ),
+}
+
+
+async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Inputs, workdir: Path) -> SuiteResult:
     gateway = stack.gateway.url
+    jpegs, phone = inputs.imagenet, inputs.phone
     async with contextlib.AsyncExitStack() as resources:
         triton = sc.grpc_client(stack.triton.grpc_url)
         resources.push_async_callback(triton.close)
-        meter = _Meter(triton, stack, plan.timing)
-        tensors = await sc.preprocessed(triton, PREPROCESS, jpegs)
-        images = sc.decoded_once if plan.predecoded else sc.decoding
-        how = "decoded once" if plan.predecoded else "decoded per request by the client"
-        ensemble = [models.resnet, CLASSIFY, PREPROCESS]
+        meter = _Meter(triton, stack, plan.timing, phone)
+        tensors = sc.preprocessed(jpegs)
+        ensemble = [models.resnet, CLASSIFY]
+        rest, grpc = meter.rest_hops, meter.grpc_hops
 
         title = "1. REST POST /v1/classify through the gateway (JPEG body)"
-        await meter.post_jpegs(REST_CLASSIFY, title, gateway, "/v1/classify", jpegs, plan.levels, ensemble)
-        title = f"2. gRPC straight to Triton's classify ensemble (JPEG {how})"
-        send = sc.infer_images(triton, CLASSIFY, images(jpegs), sc.top_k())
-        await meter.measure(GRPC_CLASSIFY, title, send, plan.levels, ensemble)
+        await meter.post_jpegs(REST_CLASSIFY, title, gateway, "/v1/classify", jpegs, plan.levels, ensemble, rest)
+        title = "2. gRPC straight to Triton's classify ensemble (the JPEG's bytes)"
+        send = sc.infer_encoded(triton, CLASSIFY, jpegs, sc.top_k())
+        await meter.measure(GRPC_CLASSIFY, title, send, plan.levels, ensemble, hops=grpc, jpegs=jpegs)
         title = "3. gRPC straight to the ResNet alone (preprocessed tensors), dynamic batching on"
         send = sc.infer_tensors(triton, models.resnet, tensors)
         await meter.measure(GRPC_RESNET, title, send, plan.levels, [models.resnet])
@@ -140,11 +225,37 @@ async def run_suite(plan: Plan, stack: Stack, models: BenchModels, jpegs: Sequen
             title = "3b. as 3, the FP16 export of the same network"
             send = sc.infer_tensors(triton, models.fp16, tensors)
             await meter.measure(GRPC_FP16, title, send, plan.levels, [models.fp16])
+
+        title = "8. REST POST /v1/classify through the gateway (phone photos)"
+        await meter.post_jpegs(
+            REST_CLASSIFY_PHONE, title, gateway, "/v1/classify", phone, plan.phone_levels, ensemble, rest
+        )
+        title = "8. gRPC straight to Triton's classify ensemble (phone photos' bytes)"
+        send = sc.infer_encoded(triton, CLASSIFY, phone, sc.top_k())
+        await meter.measure(GRPC_CLASSIFY_PHONE, title, send, plan.phone_levels, ensemble, hops=grpc, jpegs=phone)
+        for kind, name, phone_name in (
+            (peers.FASTAPI_ORT, FASTAPI_ORT, FASTAPI_ORT_PHONE),
+            (peers.LITSERVE, LITSERVE, LITSERVE_PHONE),
+        ):
+            await meter.peer(
+                kind, models.resnet, workdir, [(name, jpegs, plan.levels), (phone_name, phone, plan.phone_levels)]
+            )
+
         title = "7. REST POST /v1/edges?format=json through the gateway"
-        await meter.post_jpegs(REST_EDGES, title, gateway, "/v1/edges?format=json", jpegs, plan.light_levels, [EDGES])
-        title = f"7. gRPC straight to Triton's edges model (JPEG {how}; the whole edge map comes back)"
-        send = sc.infer_images(triton, EDGES, images(jpegs), sc.edges_outputs(), sc.edge_thresholds())
-        await meter.measure(GRPC_EDGES, title, send, plan.light_levels, [EDGES])
+        await meter.post_jpegs(
+            REST_EDGES, title, gateway, "/v1/edges?format=json", jpegs, plan.light_levels, [EDGES], rest
+        )
+        title = "7. gRPC straight to Triton's edges model (the JPEG's bytes; the whole edge map comes back)"
+        send = sc.infer_encoded(triton, EDGES, jpegs, sc.edges_outputs(), sc.edge_thresholds())
+        await meter.measure(GRPC_EDGES, title, send, plan.light_levels, [EDGES], hops=grpc, jpegs=jpegs)
+        largest = list(inputs.edge_sizes)[-1]
+        for label, sized in inputs.edge_sizes.items():
+            levels = plan.largest_edge_levels if label == largest else (1,)
+            title = f"9. REST POST /v1/edges?format=json through the gateway, {label} photos"
+            await meter.post_jpegs(
+                EDGES_BY_SIZE + label, title, gateway, "/v1/edges?format=json", sized, levels, [EDGES], rest,
+                expected_errors=("http_504",),  # past the gateway's deadline: what this scenario counts
+            )  # fmt: skip
         # Last: the background inference must not overlap any other scenario.
         meter.result.background = await _crud(meter, plan, gateway, models.resnet, jpegs)
         return meter.result

@@ -20,8 +20,8 @@ from bench.results import Level, Scenario, Section
 from bench.stack import free_ports, say
 from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import batching_of, exported_model, sweep_repository
-from export.repository import PREPROCESS, Batching
 from launcher.triton import Ports, TritonServer
+from triton_repository.configs import Batching
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ async def _measure(
 ) -> tuple[LevelResult, TritonDelta | None]:
     client = sc.grpc_client(url)
     try:
-        tensors = await sc.preprocessed(client, PREPROCESS, jpegs)
+        tensors = sc.preprocessed(jpegs)
         window = TritonWindow(client, model)
         load = await run_level(sc.infer_tensors(client, model, tensors), plan.concurrency, plan.timing, window)
         return load, window.deltas.get(plan.concurrency)

@@ -1,7 +1,7 @@
 """The benchmark's model repositories: the exported models, plus ResNet variants that differ in one setting.
 
 A variant is the exported ResNet's ``model.onnx`` and labels (linked, not copied) under a config written by the
-export's own writer (``export.repository.resnet_config``) from the exported config's batching settings with
+export's own writer (``triton_repository.configs.resnet_config``) from the exported config's batching settings with
 one change: batching off (scenario 5), FP16 weights, or a sweep point. So a comparison between two variants
 measures that one setting and nothing else.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export.preprocess import PreprocessSpec
-from export.repository import LABELS, PREPROCESS, VERSION, Batching, read_config, resnet_config, write_configs
+from triton_repository.configs import VERSION, Batching, PreprocessSpec, read_config, resnet_config, write_configs
+from triton_repository.names import LABELS
 
 NOBATCH_SUFFIX = "_nobatch"
 FP16_SUFFIX = "_fp16"
@@ -114,8 +114,7 @@ def bench_repository(
 
 
 def sweep_repository(source: Path, target: Path, model: str, batching: Batching, device: str) -> None:
-    """The preprocessing (to make input tensors) and one ResNet variant under the model's own name."""
+    """One ResNet variant under the model's own name (the sweep sends it preprocessed tensors)."""
     resnet = exported_model(source, model)
     target.mkdir(parents=True)
-    _link(target, source / PREPROCESS)
     _write_variant(target, resnet, resnet_variant(model, resnet, batching, device))

@@ -6,9 +6,24 @@ import pytest
 
 from bench.goals import goals, ratios
 from bench.loadgen import LevelResult
+from bench.profile import PathFigures
 from bench.results import Level, Scenario
 from bench.stats import LatencySummary
-from bench.suite import CRUD, CRUD_LOADED, GRPC_CLASSIFY, GRPC_NOBATCH, GRPC_RESNET, NAIVE, REST_CLASSIFY
+from bench.suite import (
+    CRUD,
+    CRUD_LOADED,
+    FASTAPI_ORT,
+    FASTAPI_ORT_PHONE,
+    GRPC_CLASSIFY,
+    GRPC_NOBATCH,
+    GRPC_RESNET,
+    LITSERVE,
+    NAIVE,
+    REST_CLASSIFY,
+    REST_CLASSIFY_PHONE,
+    TO_GATEWAY,
+    TO_TRITON,
+)
 from bench.triton_stats import TritonDelta
 
 
@@ -36,7 +51,7 @@ SCENARIOS = [
 def test_ratios_pair_scenarios_present_in_the_run() -> None:
     chosen = ratios(SCENARIOS, 16, "cpu")
     keys = {(r.numerator, r.denominator, r.concurrency): r.at_least for r in chosen}
-    assert keys[(REST_CLASSIFY, GRPC_CLASSIFY, 16)] == 0.9 and keys[(REST_CLASSIFY, NAIVE, 16)] == 1.5
+    assert keys[(REST_CLASSIFY, GRPC_CLASSIFY, 16)] == 0.95 and keys[(REST_CLASSIFY, NAIVE, 16)] == 1.5
     assert {(GRPC_RESNET, GRPC_NOBATCH, 1), (GRPC_RESNET, GRPC_NOBATCH, 16)} <= set(keys)
     assert {(CRUD_LOADED, CRUD, c) for c in (1, 16, 64)} <= set(keys)
     assert not any("edges" in r.numerator or "fp16" in r.numerator for r in chosen)  # not measured, not listed
@@ -44,7 +59,7 @@ def test_ratios_pair_scenarios_present_in_the_run() -> None:
 
 
 def test_cpu_goals() -> None:
-    batch, crud_alone, crud_loaded = goals(SCENARIOS, 16, "cpu")
+    batch, crud_alone, crud_loaded = goals(SCENARIOS, 16, "cpu")[-3:]
     assert (batch.value, batch.met) == (4.5, True)
     # The busiest idle level within p99 10 ms is c=16 (c=64 is faster but over the budget) ...
     assert (crud_alone.value, crud_alone.met, crud_alone.detail) == (2400, True, "c=16, p99 9.0 ms")
@@ -54,7 +69,7 @@ def test_cpu_goals() -> None:
 
 def test_a_scenario_that_never_met_the_latency_bound_misses_its_goal() -> None:
     slow = [_scenario(CRUD, _level(1, 900, 12.0), _level(16, 1500, 40.0)), _scenario(CRUD_LOADED, _level(1, 500, 30.0))]
-    _, crud_alone, crud_loaded = goals(slow, 16, "cpu")
+    _, crud_alone, crud_loaded = goals(slow, 16, "cpu")[-3:]
     assert (crud_alone.value, crud_alone.met, crud_alone.detail) == (0.0, False, "no level had p99 within 10 ms")
     assert (crud_loaded.value, crud_loaded.met) == (None, None)  # judged at the idle run's busiest level: c=16
 
@@ -70,3 +85,44 @@ def test_gpu_goals_take_the_best_level_within_the_latency_budget() -> None:
     assert (triton.value, triton.met) == (13000, True)  # straight to Triton: the best level, whatever its p99
     assert (over_naive.value, over_naive.met) == (pytest.approx(10.0), True)
     assert crud_alone.value is None and crud_alone.met is None  # not measured: no verdict
+
+
+def _path(label: str, gateway: float, triton: float, stubs: float, resnet: float, forwarded: float) -> PathFigures:
+    return PathFigures(
+        REST_CLASSIFY, label, 1, {"gateway": gateway, "triton": triton, "triton stubs": stubs}, resnet,
+        {TO_GATEWAY: 61_000.0, TO_TRITON: forwarded}, 60_800.0, 80.0,
+    )  # fmt: skip
+
+
+def test_path_goals_subtract_the_network_and_compare_bytes_on_the_wire() -> None:
+    paths = [
+        _path("ImageNet-size, REST", 1.0, 0.5, 62.0, 60.0, 60_950.0),  # 3.5 CPU-ms outside the network
+        _path("phone photo, REST", 20.0, 5.0, 130.0, 60.0, 3_000_000.0),  # 95 CPU-ms; pixels forwarded
+    ]
+    phone = _scenario(REST_CLASSIFY_PHONE, _level(1, 5, 190), _level(4, 6, 700))
+    peers = [
+        _scenario(FASTAPI_ORT, _level(16, 15, 900), _level(64, 20, 3000)),
+        _scenario(LITSERVE, _level(16, 18, 900)),
+        _scenario(FASTAPI_ORT_PHONE, _level(1, 4, 250), _level(4, 6, 700)),
+    ]
+    found = {goal.label: goal for goal in goals([*SCENARIOS, phone, *peers], 16, "cpu", paths)}
+    small, large = (
+        found["path CPU per classification, ImageNet-size (REST, c=1)"],
+        found["path CPU per classification, phone photo (REST, c=1)"],
+    )
+    assert (small.value, small.met) == (pytest.approx(3.5), True)
+    assert (large.value, large.met) == (pytest.approx(95.0), False)
+    assert "triton stubs 130.0" in large.detail and "ResNet 60.0" in large.detail  # the profile of the miss
+    forwarded = found["bytes gateway->Triton per request <= the upload, ImageNet-size"]
+    assert (forwarded.value, forwarded.met) == (pytest.approx(60_950 / 61_000), True)
+    assert found["bytes gateway->Triton per request <= the upload, phone photo"].met is False
+    latency = found["phone photo latency, REST, c=1 (mean)"]
+    assert (latency.value, latency.met) == (190, False)
+    # Peers: REST 18 req/s at c=16 against 15 and 18; at c=64 19 against 20; phone 5 against 4 at c=1.
+    assert found["REST / fastapi_ort at c=16"].value == pytest.approx(1.2) and found["REST / fastapi_ort at c=16"].met
+    assert found["REST / litserve at c=16"].met is True  # 1.0 meets "at least 1.0x"
+    assert found["REST / fastapi_ort at c=64"].met is False
+    assert found["REST / litserve at c=64"].value is None  # not measured there: no verdict
+    assert found["REST / fastapi_ort_phone, phone photos at c=1"].value == pytest.approx(1.25)
+    assert found["REST / gRPC straight to Triton at c=16"].value == pytest.approx(0.9)
+    assert found["REST / gRPC straight to Triton at c=16"].met is False  # below 0.95

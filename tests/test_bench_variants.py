@@ -9,8 +9,8 @@ import pytest
 from google.protobuf import json_format
 
 from bench.variants import MissingExport, batching_of, bench_repository, resnet_variant, sweep_repository
-from export.preprocess import PreprocessSpec
-from export.repository import Batching, model_configs, read_config, write_configs
+from triton_repository.configs import Batching, PreprocessSpec, model_configs, read_config, write_configs
+from triton_repository.names import CLASSIFY
 
 MODEL = "resnet18"
 
@@ -23,10 +23,10 @@ def test_bench_repository_links_the_export_and_adds_an_unbatched_twin(test_repos
     target = tmp_path / "models"
     models = bench_repository(test_repository, target, MODEL, "cpu")
     assert (models.resnet, models.nobatch, models.fp16) == (MODEL, f"{MODEL}_nobatch", None)
-    assert sorted(p.name for p in target.iterdir()) == sorted(
-        ["classify", "edges", "preprocess", MODEL, models.nobatch]
-    )
-    for linked in ("classify", "edges", "preprocess"):
+    others = sorted(path.parent.name for path in test_repository.glob("*/config.pbtxt") if path.parent.name != MODEL)
+    assert CLASSIFY in others
+    assert sorted(p.name for p in target.iterdir()) == sorted([*others, MODEL, models.nobatch])
+    for linked in others:
         assert (target / linked).resolve() == (test_repository / linked).resolve()
 
     exported = _fields(test_repository / MODEL / "config.pbtxt")
@@ -43,9 +43,9 @@ def test_bench_repository_links_the_export_and_adds_an_unbatched_twin(test_repos
 
 def test_batching_settings_survive_a_write_and_a_read(tmp_path: Path) -> None:
     batching = Batching(max_batch_size=64, max_queue_delay_us=500, preferred_batch_sizes=(4, 8), instances=2)
-    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), batching))
+    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), batching, "seed:0"))
     assert batching_of(tmp_path / "resnet50") == batching
-    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), Batching(enabled=False)))
+    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), Batching(enabled=False), "seed:0"))
     assert batching_of(tmp_path / "resnet50") == Batching(enabled=False)
 
 
@@ -55,11 +55,11 @@ def test_gpu_variants_ask_for_gpu_instances(test_repository: Path) -> None:
     assert "kind" not in resnet_variant("x", test_repository / MODEL, Batching(), "cpu")["instance_group"][0]
 
 
-def test_a_sweep_point_serves_the_preprocessing_and_one_variant(test_repository: Path, tmp_path: Path) -> None:
+def test_a_sweep_point_serves_one_variant(test_repository: Path, tmp_path: Path) -> None:
     batching = batching_of(test_repository / MODEL)
     point = dataclasses.replace(batching, max_queue_delay_us=10_000, preferred_batch_sizes=(8,))
     sweep_repository(test_repository, tmp_path / "point", MODEL, point, "cpu")
-    assert sorted(p.name for p in (tmp_path / "point").iterdir()) == ["preprocess", MODEL]
+    assert sorted(p.name for p in (tmp_path / "point").iterdir()) == [MODEL]
     assert batching_of(tmp_path / "point" / MODEL) == point
 
 
