@@ -62,15 +62,17 @@ def as_csv(results: list[Result]) -> str:
 
 
 def as_table(results: list[Result]) -> str:
-    table = Table(show_lines=False)
+    # The gateway says which weights answered: a random init's guesses must not pass for a classifier's.
+    weights = sorted({str(r.answer["weights"]) for r in results if r.answer and r.answer.get("weights")})
+    table = Table(caption=f"weights: {', '.join(weights)}" if weights else None)
     table.add_column("file", no_wrap=True)
     table.add_column("top-1", no_wrap=True)
     table.add_column("p", justify="right")
-    table.add_column("then")
+    table.add_column("then (or why it failed)")
     for result in results:
         predictions = (result.answer or {}).get("predictions") or []
         if not result.ok or not predictions:
-            table.add_row(str(result.path), f"[red]FAILED[/red] {_message(result)}", "", "")
+            table.add_row(str(result.path), "[red]FAILED[/red]", "", _message(result))
             continue
         top, *rest = predictions
         others = ", ".join(f"{p['label']} {p['probability']:.2f}" for p in rest)
