@@ -12,7 +12,7 @@ WEIGHTS    ?= auto
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
-.PHONY: help install lock models serve test reliability bench bench-gpu bench-sweep deploy deploy-dry-run lint clean
+.PHONY: help install lock browser models serve test reliability bench bench-gpu bench-sweep deploy deploy-dry-run lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -49,7 +49,12 @@ serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C sto
 $(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py) | $(STAMP)
 	$(PY) -m export --model resnet18 --repository $(TEST_REPOSITORY)
 
-test: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests need and run the whole suite
+# Debian's chromium for tests/test_ui.py (Playwright drives it; it never downloads a browser of its own).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:  ## install Debian's chromium for the browser test, unless it is there
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+test: install browser $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests need and run the whole suite
 	$(PY) -m pytest
 
 reliability: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)

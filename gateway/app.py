@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.auth import load_keys, require_api_key
 from gateway.errors import install_error_handlers
@@ -14,7 +15,7 @@ from gateway.inference import Inference
 from gateway.items import open_item_store
 from gateway.items.store import ItemStoreError
 from gateway.observability import Metrics, ObservabilityMiddleware
-from gateway.routes import health, images, items
+from gateway.routes import health, images, items, ui
 from gateway.settings import Settings
 
 DESCRIPTION = """
@@ -52,6 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by gateway.routes.ui from installed packages instead of FastAPI's CDN links: works offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -63,5 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.metrics_router, dependencies=protected if settings.protect_metrics else [])
     app.include_router(images.router, dependencies=protected)
     app.include_router(items.router, dependencies=protected)
+    app.include_router(ui.router)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        # Outermost, so preflights are answered before anything else; the headers a browser client needs to see.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "If-Match", "Idempotency-Key"],
+            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Location"],
+        )
     return app

@@ -1,14 +1,28 @@
-"""Optional API keys on ``/v1``: ``Authorization: Bearer <key>`` or ``X-API-Key``; off while none is set."""
+"""Optional API keys on ``/v1``: ``Authorization: Bearer <key>`` or ``X-API-Key``; off while none is set.
+
+Both ways are declared with FastAPI's security classes so OpenAPI lists them under ``securitySchemes`` and
+Swagger UI's "Authorize" button can send a key; the check itself stays ours (constant time, our 401 body).
+"""
 
 from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.errors import ApiError
 from gateway.settings import Settings
+
+# auto_error=False: a missing key is only an error when keys are configured, and the error is ours.
+bearer_scheme = HTTPBearer(
+    scheme_name="bearer", description="`Authorization: Bearer <key>` (when GATEWAY_API_KEYS is set)", auto_error=False
+)
+header_scheme = APIKeyHeader(
+    name="X-API-Key", scheme_name="apiKey", description="`X-API-Key: <key>` (the same keys)", auto_error=False
+)
 
 
 def load_keys(settings: Settings) -> tuple[bytes, ...]:
@@ -20,20 +34,23 @@ def load_keys(settings: Settings) -> tuple[bytes, ...]:
     return tuple(key.encode() for key in keys)
 
 
-def presented_key(request: Request) -> bytes | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip().encode()
-    api_key = request.headers.get("x-api-key", "").strip()
+def presented_key(bearer: HTTPAuthorizationCredentials | None, api_key: str | None) -> bytes | None:
+    """The bearer token when there is one, else the X-API-Key header."""
+    if bearer is not None:
+        return bearer.credentials.encode()
+    api_key = (api_key or "").strip()
     return api_key.encode() if api_key else None
 
 
-async def require_api_key(request: Request) -> None:
+async def require_api_key(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    api_key: Annotated[str | None, Security(header_scheme)],
+) -> None:
     keys: tuple[bytes, ...] = request.app.state.api_keys
     if not keys:
         return
-    presented = presented_key(request)
+    presented = presented_key(bearer, api_key)
     # Compare against every key, always: the time taken says nothing about which key, or how much, matched.
     matched = False
     for key in keys:

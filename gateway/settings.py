@@ -57,9 +57,14 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="one API key per line")
     protect_metrics: bool = Field(False, description="require a key for /metrics too (probes stay open)")
 
-    @field_validator("api_keys", mode="before")
+    # Browsers: origins allowed to call the API from another site's pages; empty sends no CORS headers at all.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed by CORS, e.g. https://app.example.com"
+    )
+
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value

@@ -1,0 +1,206 @@
+// The "try it" page: one photo in, /v1/classify and /v1/edges out, side by side. Plain JS, no dependencies,
+// every URL relative so the page also works behind a path prefix.
+
+const TOP_K = 5;
+const KEY_STORAGE = "tritonserve.apiKey";
+
+const $ = (id) => document.getElementById(id);
+const fileInput = $("file");
+const dropzone = $("dropzone");
+const keyInput = $("api-key");
+const objectUrls = { photo: null, edges: null };
+
+function authHeaders() {
+  const key = keyInput.value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function showKeyState() {
+  $("key-state").textContent = keyInput.value.trim() ? "· set" : "· none";
+}
+
+function setObjectUrl(slot, img, blob) {
+  if (objectUrls[slot]) URL.revokeObjectURL(objectUrls[slot]);
+  objectUrls[slot] = blob ? URL.createObjectURL(blob) : null;
+  if (objectUrls[slot]) img.src = objectUrls[slot];
+  else img.removeAttribute("src");
+}
+
+// A failed call, carrying the HTTP status so a 401 can open the API-key field.
+class ApiFailure extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// An API error as one readable line: "Classify failed with 401 unauthorized: a valid API key is required ...".
+async function failure(response, what) {
+  let detail = response.statusText || "request failed";
+  try {
+    const body = await response.json();
+    if (body && body.error) detail = `${body.error.code}: ${String(body.error.message).replace(/\.$/, "")}`;
+  } catch {
+    // Not JSON (a proxy's HTML page, say): the status line is all there is.
+  }
+  const hint = response.status === 401 ? " Set the API key above." : "";
+  return new ApiFailure(response.status, `${what} failed with ${response.status} ${detail}.${hint}`);
+}
+
+// One POST of the raw file, timed in this browser (a round trip: upload, queue, inference, download).
+async function post(path, file) {
+  const started = performance.now();
+  const response = await fetch(path, {
+    method: "POST",
+    body: file,
+    headers: { "Content-Type": file.type || "application/octet-stream", ...authHeaders() },
+  });
+  return { response, ms: performance.now() - started };
+}
+
+function formatMs(ms) {
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
+}
+
+function showErrors(messages) {
+  const box = $("error");
+  box.replaceChildren(
+    ...messages.map((message) => {
+      const p = document.createElement("p");
+      p.textContent = message;
+      return p;
+    }),
+  );
+  box.hidden = messages.length === 0;
+}
+
+function renderPredictions(body) {
+  const list = $("predictions");
+  list.replaceChildren(
+    ...body.predictions.map((prediction) => {
+      const item = document.createElement("li");
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = prediction.label;
+      const track = document.createElement("span");
+      track.className = "bar";
+      track.setAttribute("aria-hidden", "true");
+      const fill = document.createElement("span");
+      fill.style.width = `${(prediction.probability * 100).toFixed(2)}%`;
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "probability";
+      value.textContent = `${(prediction.probability * 100).toFixed(1)}%`;
+      item.append(label, track, value);
+      item.title = `ImageNet class ${prediction.index}`;
+      return item;
+    }),
+  );
+  $("model").textContent = body.model;
+  $("model-version").textContent = body.model_version;
+  const weights = typeof body.weights === "string" ? body.weights : null;
+  $("weights").textContent = weights ?? "not reported";
+  $("weights-warning").hidden = !(weights && weights.startsWith("seed:"));
+  $("photo-info").textContent = `${body.image.width}×${body.image.height} ${body.image.format}`;
+}
+
+async function classify(file) {
+  const { response, ms } = await post(`v1/classify?top_k=${TOP_K}`, file);
+  if (!response.ok) throw await failure(response, "Classify");
+  renderPredictions(await response.json());
+  $("classify-latency").textContent = `classify ${formatMs(ms)}`;
+}
+
+async function edges(file) {
+  const { response, ms } = await post("v1/edges", file);
+  if (!response.ok) throw await failure(response, "Edges");
+  setObjectUrl("edges", $("edges"), await response.blob());
+  $("edges-latency").textContent = `edges ${formatMs(ms)}`;
+}
+
+function resetResult() {
+  $("predictions").replaceChildren();
+  for (const id of ["classify-latency", "edges-latency", "photo-info"]) $(id).textContent = "";
+  for (const id of ["model", "model-version", "weights"]) $(id).textContent = "–";
+  $("weights-warning").hidden = true;
+  setObjectUrl("edges", $("edges"), null);
+}
+
+async function analyse(file) {
+  if (!file) return;
+  showErrors([]);
+  resetResult();
+  setObjectUrl("photo", $("photo"), file);
+  $("result").hidden = false;
+  document.body.setAttribute("aria-busy", "true");
+  // Both calls at once, each shown when it lands; one failing does not hide the other.
+  const outcomes = await Promise.allSettled([classify(file), edges(file)]);
+  document.body.removeAttribute("aria-busy");
+  const reasons = outcomes.filter((o) => o.status === "rejected").map((o) => o.reason);
+  // A network failure (gateway down) is a TypeError from fetch: say so in words.
+  showErrors(reasons.map((r) => (r instanceof ApiFailure ? r.message : `The gateway could not be reached (${r}).`)));
+  if (reasons.some((r) => r.status === 401)) {
+    $("key-panel").open = true;
+    keyInput.focus();
+  }
+}
+
+async function checkReadiness() {
+  const details = $("readiness");
+  const list = $("components");
+  try {
+    const response = await fetch("readyz");
+    const body = await response.json();
+    details.dataset.state = body.status === "ready" ? "ready" : "not-ready";
+    $("readiness-text").textContent = body.status;
+    list.replaceChildren(
+      ...Object.entries(body.components || {}).flatMap(([name, state]) => {
+        const dt = document.createElement("dt");
+        dt.textContent = name;
+        const dd = document.createElement("dd");
+        dd.textContent = state;
+        return [dt, dd];
+      }),
+    );
+  } catch {
+    details.dataset.state = "not-ready";
+    $("readiness-text").textContent = "gateway unreachable";
+    list.replaceChildren();
+  }
+}
+
+keyInput.value = localStorage.getItem(KEY_STORAGE) || "";
+showKeyState();
+keyInput.addEventListener("input", () => {
+  const key = keyInput.value.trim();
+  if (key) localStorage.setItem(KEY_STORAGE, key);
+  else localStorage.removeItem(KEY_STORAGE);
+  showKeyState();
+});
+$("key-clear").addEventListener("click", () => {
+  keyInput.value = "";
+  localStorage.removeItem(KEY_STORAGE);
+  showKeyState();
+  keyInput.focus();
+});
+
+fileInput.addEventListener("change", () => analyse(fileInput.files[0]));
+// The whole window takes the drop, so a photo dropped beside the zone is not opened by the browser instead.
+document.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  dropzone.classList.add("dragging");
+});
+document.addEventListener("dragleave", (event) => {
+  if (event.relatedTarget === null) dropzone.classList.remove("dragging");
+});
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dropzone.classList.remove("dragging");
+  analyse(event.dataTransfer.files[0]);
+});
+document.addEventListener("paste", (event) => {
+  const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+  if (file) analyse(file);
+});
+
+checkReadiness();
