@@ -38,7 +38,7 @@ install: $(STAMP)  ## create .venv and install the project with its extras, exac
 lock: | $(UV)  ## re-resolve uv.lock to the newest versions pyproject.toml allows (then commit it; make install)
 	$(UV) lock --upgrade
 
-$(REPOSITORY)/$(MODEL)/1/model.onnx: | $(STAMP)
+$(REPOSITORY)/$(MODEL)/1/model.onnx: triton_repository/python_models/decode.py | $(STAMP)
 	$(PY) -m export --model $(MODEL) --weights $(WEIGHTS) --repository $(REPOSITORY)
 
 models: $(REPOSITORY)/$(MODEL)/1/model.onnx  ## export the default model (resnet50) unless it is there
@@ -46,7 +46,7 @@ models: $(REPOSITORY)/$(MODEL)/1/model.onnx  ## export the default model (resnet
 serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both)
 	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY)
 
-$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py) | $(STAMP)
+$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py triton_repository/*.py triton_repository/python_models/*.py) | $(STAMP)
 	$(PY) -m export --model resnet18 --repository $(TEST_REPOSITORY)
 
 # Debian's chromium for tests/test_ui.py (Playwright drives it; it never downloads a browser of its own).

@@ -21,7 +21,7 @@ def _triple(text: str) -> tuple[float, float, float]:
     values = tuple(float(v) for v in text.split(","))
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,6 +12,7 @@ import tempfile
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from gateway.errors import Error
 from gateway.settings import Settings
 
 # Connection limits (candidates for settings). An idle keep-alive connection is closed after KEEP_ALIVE_S; a
@@ -44,7 +45,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # Counted after parsing, so a chunk that completes its head (body bytes included) is never refused.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(431, f"the request head is over {MAX_HEAD_BYTES} bytes")
+                self._refuse(Error.HEADERS_TOO_LARGE, f"the request head is over {MAX_HEAD_BYTES} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -70,14 +71,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _head_too_slow(self) -> None:
         self._head_timer = None
         if not self.transport.is_closing():
-            self._refuse(408, f"the request head did not arrive within {HEAD_TIMEOUT_S:g} s")
+            self._refuse(Error.REQUEST_TIMEOUT, f"the request head did not arrive within {HEAD_TIMEOUT_S:g} s")
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, error: Error, message: str) -> None:
         """Answers in the project's error shape and closes: the head was never read, so no app call is made."""
-        code = {408: "request_timeout", 431: "request_header_fields_too_large"}[status]
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        body = json.dumps({"error": {"code": error.code, "message": message}}).encode()
         head = f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        self.transport.write(STATUS_LINE[status] + head.encode() + body)
+        self.transport.write(STATUS_LINE[error.status] + head.encode() + body)
         self.transport.close()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -10,13 +10,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.auth import load_keys, require_api_key
 from gateway.errors import install_error_handlers
-from gateway.images import Decoder, Limits
-from gateway.inference import Inference
+from gateway.images import Admission
+from gateway.inference import Inference, TritonClient, connect
 from gateway.items import open_item_store
 from gateway.items.store import ItemStoreError
 from gateway.observability import Metrics, ObservabilityMiddleware
 from gateway.routes import health, images, items, ui
 from gateway.settings import Settings
+from imaging import Limits
 
 DESCRIPTION = """
 REST in front of NVIDIA Triton. The compute-heavy routes (`/v1/classify`, `/v1/edges`) decode the image on the
@@ -27,17 +28,19 @@ Every error has the same JSON shape: `{"error": {"code": "...", "message": "..."
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, triton_client: Callable[[Settings], TritonClient] = connect
+) -> FastAPI:
+    """``triton_client`` is the seam for in-process tests: a stand-in with the same interface."""
     settings = settings or Settings()
     metrics = Metrics.create()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.inference = Inference(settings, metrics.triton_latency)
+        app.state.inference = Inference(settings, metrics.triton_latency, triton_client(settings))
         app.state.items = await open_item_store(settings)
-        app.state.decoder = Decoder(
+        app.state.admission = Admission(
             Limits(settings.max_image_pixels, settings.min_image_side, settings.max_aspect_ratio),
-            threads=settings.decode_threads,
             pixel_budget=settings.max_pixels_in_flight,
             retry_after_s=settings.retry_after_s,
         )
@@ -46,7 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.inference.close()
             await app.state.items.close()
-            app.state.decoder.close()
 
     app = FastAPI(
         title="tritonserve gateway",
@@ -61,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.api_keys = load_keys(settings)
     install_error_handlers(app)
-    app.add_exception_handler(ItemStoreError, items.answer_store_error)
+    app.add_exception_handler(ItemStoreError, items.store_error_handler(settings.retry_after_s))
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected if settings.protect_metrics else [])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway.budget import Budget
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Error
 from imaging import Header, ImageError, Limits, read_header
 
 T = TypeVar("T")
@@ -42,8 +42,7 @@ class Admission:
         uploads = [Upload(name, data, _named(name, read_header, data, self.limits)) for name, data in parts]
         pixels = sum(upload.header.pixels for upload in uploads)
         if not self.pixels.try_take(pixels):
-            raise ApiError(
-                429, "overloaded", "too many image pixels are being processed; retry shortly",
+            raise ApiError(Error.OVERLOADED, "too many image pixels are being processed; retry shortly",
                 {"Retry-After": str(self.retry_after_s)},
             )  # fmt: skip
         try:
@@ -53,10 +52,7 @@ class Admission:
 
 
 def image_error(exc: ImageError) -> ApiError:
-    return ApiError(_STATUS.get(exc.problem.value, 422), exc.problem.value, exc.message)
-
-
-_STATUS = {"unsupported_image": 415, "image_too_large": 413}
+    return ApiError(Error.of_problem(exc.problem), exc.message)
 
 
 def _named(name: str, function: Callable[..., T], *args: object) -> T:

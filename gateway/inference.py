@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import tritonclient.grpc.aio as triton
@@ -15,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 from tritonclient.utils import np_to_triton_dtype as triton_dtype
 
 from gateway.budget import Budget
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Error
 from gateway.images import image_error
 from gateway.settings import Settings
 from imaging import ImageError
@@ -61,12 +62,31 @@ class CannyParameters:
     blur: int = 0
 
 
+class TritonClient(Protocol):
+    """What the gateway asks of Triton: ``tritonclient.grpc.aio``'s client, or a test's stand-in."""
+
+    async def infer(self, model_name: str, inputs: list[triton.InferInput], **options: Any) -> triton.InferResult: ...
+
+    async def get_model_config(self, model_name: str, **options: Any) -> Any: ...
+
+    async def is_server_ready(self, **options: Any) -> bool: ...
+
+    async def is_model_ready(self, model_name: str, **options: Any) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def connect(settings: Settings) -> TritonClient:
+    """The one long-lived gRPC channel (call it inside the event loop that will use it)."""
+    return triton.InferenceServerClient(settings.triton_url, channel_args=CHANNEL_ARGS)
+
+
 class Inference:
     """Created in the app's lifespan: a ``tritonclient.grpc.aio`` client belongs to the loop that made it."""
 
-    def __init__(self, settings: Settings, triton_latency: Histogram) -> None:
+    def __init__(self, settings: Settings, triton_latency: Histogram, client: TritonClient) -> None:
         self.settings = settings
-        self.client = triton.InferenceServerClient(settings.triton_url, channel_args=CHANNEL_ARGS)
+        self.client = client
         self.inflight = Budget(settings.max_inflight)
         self.latency = triton_latency
         self._weights: str | None = None
@@ -78,8 +98,7 @@ class Inference:
     async def admitted(self) -> AsyncIterator[None]:
         """Hold one of this process's inference slots for the whole request, or answer 429 at once."""
         if not self.inflight.try_take():
-            raise ApiError(
-                429, "overloaded", f"this gateway process has {self.inflight.capacity} inference requests in "
+            raise ApiError(Error.OVERLOADED, f"this gateway process has {self.inflight.capacity} inference requests in "
                 "flight; retry shortly", {"Retry-After": str(self.settings.retry_after_s)},
             )  # fmt: skip
         try:
@@ -132,7 +151,7 @@ class Inference:
             )
         except InferenceServerException as exc:
             error = to_api_error(exc, self.settings.retry_after_s)
-            outcome = error.code
+            outcome = error.error.code
             raise error from None
         finally:
             self.latency.labels(model=model, outcome=outcome).observe(time.perf_counter() - started)
@@ -164,17 +183,17 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
     status, message = exc.status() or "", exc.message() or str(exc)
     retry = {"Retry-After": str(retry_after_s)}
     if "DEADLINE_EXCEEDED" in status or "timeout expired" in message.lower():
-        return ApiError(504, "deadline_exceeded", "Triton did not answer within the deadline")
+        return ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
     if "maximum queue size" in message:
-        return ApiError(429, "triton_queue_full", "Triton's queue is full; retry shortly", retry)
+        return ApiError(Error.TRITON_QUEUE_FULL, "Triton's queue is full; retry shortly", retry)
     if "UNAVAILABLE" in status or "unknown model" in message:  # a restarting Triton has not loaded it yet
-        return ApiError(503, "triton_unavailable", f"Triton is unavailable: {message}", retry)
+        return ApiError(Error.TRITON_UNAVAILABLE, f"Triton is unavailable: {message}", retry)
     if "INVALID_ARGUMENT" in status:
         if refused := ImageError.from_message(message):
             return image_error(refused)
-        return ApiError(422, "invalid_image", f"Triton refused the input: {message}")
+        return ApiError(Error.INVALID_IMAGE, f"Triton refused the input: {message}")
     if "RESOURCE_EXHAUSTED" in status:
-        return ApiError(413, "payload_too_large", f"Triton refused the request size: {message}")
+        return ApiError(Error.PAYLOAD_TOO_LARGE, f"Triton refused the request size: {message}")
     if "CANCELLED" in status:
-        return ApiError(503, "cancelled", "the request to Triton was cancelled", retry)
-    return ApiError(502, "triton_error", f"Triton answered with an error: {message}")
+        return ApiError(Error.CANCELLED, "the request to Triton was cancelled", retry)
+    return ApiError(Error.TRITON_ERROR, f"Triton answered with an error: {message}")

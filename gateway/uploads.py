@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Error
 from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 
 RAW_MEDIA_TYPES = (*IMAGE_MEDIA_TYPES, "application/octet-stream")
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, "payload_too_large", f"the request body is over the limit of {limit:,} bytes")
+    return ApiError(Error.PAYLOAD_TOO_LARGE, f"the request body is over the limit of {limit:,} bytes")
 
 
-async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     """The body's chunks, refused with 413 as soon as they pass ``limit`` (not after buffering it all)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -47,18 +47,18 @@ async def image_parts(request: Request, limit: int, max_files: int) -> list[tupl
     if kind != "multipart/form-data":
         got = f"Content-Type {kind!r}" if kind else "no Content-Type"
         raise ApiError(
-            415, "unsupported_media_type",
+            Error.UNSUPPORTED_MEDIA_TYPE,
             f"{got}: send the image as the raw body ({', '.join(IMAGE_MEDIA_TYPES)}) or multipart/form-data",
-        )  # fmt: skip
+        )
     parser = MultiPartParser(request.headers, limited_stream(request, limit), max_files=max_files, max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise ApiError(422, "malformed_multipart", f"the multipart body could not be parsed: {exc.message}") from None
+        raise ApiError(Error.MALFORMED_MULTIPART, f"the multipart body could not be parsed: {exc.message}") from None
     try:
         files = [(value.filename or key, value) for key, value in form.multi_items() if isinstance(value, UploadFile)]
         if not files:
-            raise ApiError(422, "missing_file", "the multipart body has no file part (send the image as `file`)")
+            raise ApiError(Error.MISSING_FILE, "the multipart body has no file part (send the image as `file`)")
         return [(name, await upload.read()) for name, upload in files]
     finally:
         await form.close()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from gateway.deps import InferenceDep, MetricsDep
+from gateway.deps import InferenceDep, MetricsDep, StoreDep
 from gateway.items import StoreUnavailable
 
 router = APIRouter(tags=["health"])
@@ -34,10 +34,10 @@ async def healthz() -> Health:
     summary="Triton, its models and the item store are ready",
     responses={503: {"model": Readiness, "description": "a component is not ready; `components` says which"}},
 )
-async def readyz(request: Request, inference: InferenceDep) -> JSONResponse:
+async def readyz(inference: InferenceDep, store: StoreDep) -> JSONResponse:
     components = await inference.readiness()
     try:
-        await request.app.state.items.ping()
+        await store.ping()
         components["items"] = "ready"
     except StoreUnavailable as exc:
         components["items"] = f"unavailable: {exc}"

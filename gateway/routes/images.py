@@ -8,25 +8,18 @@ from typing import Annotated, Any
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from gateway.deps import InferenceDep, SettingsDep
-from gateway.errors import ApiError, ErrorResponse
-from gateway.images import Admission, Upload
+from gateway.deps import AdmissionDep, InferenceDep, SettingsDep
+from gateway.errors import ApiError, Error, error_responses
+from gateway.images import Upload
 from gateway.inference import CannyParameters, Classification
 from gateway.uploads import image_parts
 from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 
 router = APIRouter(prefix="/v1", tags=["inference"])
-
-
-async def _admission(request: Request) -> Admission:
-    return request.app.state.admission
-
-
-AdmissionDep = Annotated[Admission, Depends(_admission)]
 
 
 def _image_body(multipart_field: str, multiple: bool) -> dict[str, Any]:
@@ -46,18 +39,28 @@ def _image_body(multipart_field: str, multiple: bool) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
-        401: "missing or wrong API key (when keys are configured)",
-        413: "body over the byte limit, or image over the pixel limit (read from its header)",
-        415: "not an image, or an unsupported format / Content-Type",
-        422: "corrupt, truncated, animated, too small or badly proportioned image; bad query parameter",
-        429: "this gateway or Triton's queue is full; retry after `Retry-After` seconds",
-        503: "Triton unavailable; retry after `Retry-After` seconds",
-        504: "Triton did not answer within the deadline",
-    }.items()
-}
+_ERRORS = error_responses(
+    Error.UNAUTHORIZED,
+    Error.PAYLOAD_TOO_LARGE,
+    Error.IMAGE_TOO_LARGE,
+    Error.UNSUPPORTED_MEDIA_TYPE,
+    Error.UNSUPPORTED_IMAGE,
+    Error.INVALID_REQUEST,
+    Error.EMPTY_IMAGE,
+    Error.CORRUPT_IMAGE,
+    Error.ANIMATED_IMAGE,
+    Error.IMAGE_TOO_SMALL,
+    Error.BAD_ASPECT_RATIO,
+    Error.INVALID_IMAGE,
+    Error.MALFORMED_MULTIPART,
+    Error.MISSING_FILE,
+    Error.OVERLOADED,
+    Error.TRITON_QUEUE_FULL,
+    Error.TRITON_ERROR,
+    Error.TRITON_UNAVAILABLE,
+    Error.CANCELLED,
+    Error.DEADLINE_EXCEEDED,
+)
 
 
 class ImageInfo(BaseModel):
@@ -181,7 +184,7 @@ async def edges(
     format: Annotated[EdgesFormat, Query(description="png (default) or json")] = EdgesFormat.png,
 ) -> Response:
     if low > high:
-        raise ApiError(422, "invalid_request", f"low ({low:g}) must not exceed high ({high:g})")
+        raise ApiError(Error.INVALID_REQUEST, f"low ({low:g}) must not exceed high ({high:g})")
     async with inference.admitted():
         parts = await image_parts(request, settings.max_body_bytes, max_files=1)
         async with admission.admitted(parts) as [upload]:
@@ -195,5 +198,5 @@ async def edges(
         return Response(summary.model_dump_json(), media_type="application/json")
     ok, png = await asyncio.to_thread(cv2.imencode, ".png", edge_map)
     if not ok:
-        raise ApiError(500, "internal", "the edge map could not be encoded")
+        raise ApiError(Error.INTERNAL, "the edge map could not be encoded")
     return Response(png.tobytes(), media_type="image/png")

@@ -25,7 +25,7 @@ class TritonPythonModel:
         # Several sessions share the cores (one per instance, each its own process): spinning idle workers
         # would steal them from the session doing the work.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict[str, int]]] = ["CPUExecutionProvider"]
         if args["model_instance_kind"] == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
@@ -60,7 +60,7 @@ class TritonPythonModel:
 
     def _groups(self, feeds):
         """Indices of requests that can share one call: same inputs present with the same per-item shapes."""
-        groups = {}
+        groups: dict[object, list[int]] = {}
         for i, feed in enumerate(feeds):
             key = tuple((name, array.shape[1:] if self.batched else array.shape) for name, array in feed.items())
             groups.setdefault(key if self.batched else i, []).append(i)
