@@ -10,10 +10,11 @@ import hmac
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Request, Security
+from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.errors import ApiError
+from gateway.deps import ApiKeysDep
+from gateway.errors import ApiError, Error
 from gateway.settings import Settings
 
 # auto_error=False: a missing key is only an error when keys are configured, and the error is ours.
@@ -43,11 +44,10 @@ def presented_key(bearer: HTTPAuthorizationCredentials | None, api_key: str | No
 
 
 async def require_api_key(
-    request: Request,
+    keys: ApiKeysDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
     api_key: Annotated[str | None, Security(header_scheme)],
 ) -> None:
-    keys: tuple[bytes, ...] = request.app.state.api_keys
     if not keys:
         return
     presented = presented_key(bearer, api_key)
@@ -57,6 +57,7 @@ async def require_api_key(
         matched |= presented is not None and hmac.compare_digest(presented, key)
     if not matched:
         raise ApiError(
-            401, "unauthorized", "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
+            Error.UNAUTHORIZED,
+            "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
             {"WWW-Authenticate": 'Bearer realm="gateway"'},
-        )  # fmt: skip
+        )

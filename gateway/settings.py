@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from triton_repository import names
+from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 
 
 class Settings(BaseSettings):
@@ -24,8 +26,8 @@ class Settings(BaseSettings):
 
     # Triton, over gRPC (KServe v2).
     triton_url: str = "127.0.0.1:8001"
-    classify_model: str = "classify"
-    edges_model: str = "edges"
+    classify_model: str = names.CLASSIFY
+    edges_model: str = names.EDGES
     classify_timeout_s: float = Field(10.0, gt=0, description="deadline of one classify call to Triton")
     edges_timeout_s: float = Field(10.0, gt=0, description="deadline of one edges call to Triton")
     max_inflight: int = Field(256, ge=1, description="inference requests in flight per process; more get 429")
@@ -33,15 +35,12 @@ class Settings(BaseSettings):
 
     # Uploads.
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="image request body limit")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="width x height limit, read from the header")
-    min_image_side: int = Field(8, ge=1, description="smallest width or height accepted")
-    max_aspect_ratio: float = Field(20.0, ge=1, description="longest over shortest side")
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="width x height limit, read from the header")
+    min_image_side: int = Field(MIN_IMAGE_SIDE, ge=1, description="smallest width or height accepted")
+    max_aspect_ratio: float = Field(MAX_ASPECT_RATIO, ge=1, description="longest over shortest side")
     max_batch_images: int = Field(32, ge=1, description="files in one /v1/classify/batch request")
     max_pixels_in_flight: int = Field(
         400_000_000, ge=1, description="decoded pixels held at once per process (about 3 bytes each)"
-    )
-    decode_threads: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1, description="bounded image-decode pool"
     )
 
     # Items (CRUD).
