@@ -177,6 +177,8 @@ keyInput.addEventListener("input", () => {
   else localStorage.removeItem(KEY_STORAGE);
   showKeyState();
 });
+// The key is saved as it is typed; Enter in the field must not reload the page.
+$("key-form").addEventListener("submit", (event) => event.preventDefault());
 $("key-clear").addEventListener("click", () => {
   keyInput.value = "";
   localStorage.removeItem(KEY_STORAGE);
