@@ -18,16 +18,18 @@ _SCALES = {
     2: cv2.IMREAD_REDUCED_COLOR_2,
     1: cv2.IMREAD_COLOR,
 }
-# EXIF orientation -> (flip code, rotation) that shows the stored pixels upright; 5 and 7 transpose first. Applied
-# by us, for every format, so the gateway can tell the decoded size from the header alone.
-_UPRIGHT: dict[int, tuple[int | None, int | None]] = {
-    2: (1, None),
-    3: (None, cv2.ROTATE_180),
-    4: (0, None),
-    5: (None, None),
-    6: (None, cv2.ROTATE_90_CLOCKWISE),
-    7: (None, cv2.ROTATE_180),
-    8: (None, cv2.ROTATE_90_COUNTERCLOCKWISE),
+# EXIF orientation -> the steps that show the stored pixels upright, applied in this order: transpose (swap the
+# axes), mirror (left-right), quarter turns counter-clockwise. Applied by us, for every format, so the gateway can
+# tell the decoded size from the header alone; the GPU decoder applies the same table (imaging/gpu.py).
+UPRIGHT: dict[int, tuple[bool, bool, int]] = {
+    1: (False, False, 0),
+    2: (False, True, 0),
+    3: (False, False, 2),
+    4: (False, True, 2),
+    5: (True, False, 0),
+    6: (False, False, 3),
+    7: (True, False, 2),
+    8: (False, False, 1),
 }
 
 
@@ -40,9 +42,10 @@ def jpeg_scale(header: Header, min_side: int) -> int:
     return next((scale for scale in (8, 4, 2) if -(-short // scale) >= min_side), 1)
 
 
-def decode(data: bytes, limits: Limits, min_side: int = 0) -> np.ndarray:
-    """Every upload rule checked from the header first, then the decode; ``ImageError`` for what is refused."""
-    header = read_header(data, limits)
+def decode(data: bytes, limits: Limits, min_side: int = 0, header: Header | None = None) -> np.ndarray:
+    """Every upload rule checked from the header first (pass ``header`` when it was read already), then the
+    decode; ``ImageError`` for what is refused."""
+    header = header or read_header(data, limits)
     if header.format == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         # libjpeg fills a truncated JPEG with grey and only warns: refuse it rather than classify grey.
         raise ImageError(Problem.CORRUPT, "the JPEG is truncated (no end-of-image marker)")
@@ -55,11 +58,9 @@ def decode(data: bytes, limits: Limits, min_side: int = 0) -> np.ndarray:
 
 def upright(image: np.ndarray, orientation: int) -> np.ndarray:
     """The stored pixels turned as EXIF ``orientation`` says (what cv2.imread does for JPEG, for every format)."""
-    flip, rotation = _UPRIGHT.get(orientation, (None, None))
-    if orientation in (5, 7):
-        image = np.ascontiguousarray(image.transpose(1, 0, 2))
-    if flip is not None:
-        image = cv2.flip(image, flip)
-    if rotation is not None:
-        image = cv2.rotate(image, rotation)
-    return image
+    transpose, mirror, turns = UPRIGHT.get(orientation, UPRIGHT[1])
+    if transpose:
+        image = image.transpose(1, 0, 2)
+    if mirror:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(np.rot90(image, turns))

@@ -124,3 +124,38 @@ def test_reduced_scale_decode_fidelity(photos: dict[str, np.ndarray], test_repos
         assert reduced_mean <= 1.6 and agree >= 4, size
         if size == "4032x3024":  # a 12x downscale: the scaled DCT averages, INTER_LINEAR aliases
             assert reduced_mean < linear_mean
+
+
+def test_gpu_decode_selected_only_for_gpu_instances_with_cuda() -> None:
+    import torch
+
+    from imaging.gpu import GpuDecoder
+
+    assert GpuDecoder.for_instance("CPU", 0) is None
+    assert (GpuDecoder.for_instance("GPU", 0) is not None) == torch.cuda.is_available()
+
+
+def test_gpu_decode_path_matches_the_cpu_path(photos: dict[str, np.ndarray]) -> None:
+    """The GPU decoder's code run on torch's CPU device (nvJPEG's stand-in here is libjpeg-turbo): one batched
+    call, orientation and scale as the CPU path does them, BGR out through DLPack."""
+    import torch
+    from torch.utils.dlpack import from_dlpack
+
+    from imaging.gpu import GpuDecoder
+
+    files = []
+    for orientation, name in [(1, "coffee"), (6, "chelsea"), (3, "astronaut"), (5, "rocket_portrait")]:
+        image = Image.fromarray(cv2.cvtColor(cv2.resize(photos[name], (1400, 1100)), cv2.COLOR_BGR2RGB))
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", exif=exif, quality=92)
+        files.append((buffer.getvalue(), read_header(buffer.getvalue(), Limits())))
+    decoder = GpuDecoder(torch.device("cpu"))
+    for min_side in (0, 256):
+        for (data, _), capsule in zip(files, decoder.decode(files, min_side), strict=True):
+            on_device = from_dlpack(capsule).numpy()[0]
+            on_cpu = decode(data, Limits(), min_side)
+            assert on_device.shape == on_cpu.shape
+            difference = np.abs(on_device.astype(np.int16) - on_cpu).mean()
+            assert difference < (1.0 if min_side == 0 else 2.5), (min_side, difference)

@@ -68,6 +68,16 @@ def _parameters(**values: object) -> dict[str, Any]:
     return {key: {"string_value": str(value)} for key, value in values.items()}
 
 
+def _warmup(tensor: str, dtype: str, dims: list[int], **data: bool) -> dict[str, Any]:
+    """One request Triton runs through each instance when it loads the model (before it is marked ready), so the
+    first real request after a load or a version swap does not pay for ONNX Runtime's lazy initialisation."""
+    return {
+        "name": f"warmup_{tensor.lower()}",
+        "batch_size": 1,
+        "inputs": {tensor: {"data_type": dtype, "dims": dims, **data}},
+    }
+
+
 _ENCODED = _tensor(names.IMAGE, "TYPE_UINT8", [-1])
 _PIXELS = [-1, -1, 3]
 _CANNY_INPUTS = {
@@ -82,14 +92,17 @@ _CANNY_INPUTS = {
 
 def decode_config(name: str, min_side: int) -> dict[str, Any]:
     """Encoded bytes -> BGR pixels, every upload rule enforced; ``min_side`` > 0 decodes JPEGs at the smallest
-    DCT scale whose shorter side still reaches it (0: full resolution)."""
+    DCT scale whose shorter side still reaches it (0: full resolution). On a GPU instance, nvJPEG decodes."""
     return {
         "name": name,
         "backend": "python",
         "max_batch_size": IMAGE_MAX_BATCH,
-        "input": [_ENCODED],
+        # Ragged: files of any size share one execute() call, which nvJPEG decodes as one batch on a GPU.
+        "input": [{**_ENCODED, "allow_ragged_batch": True}],
         "output": [_tensor(names.PIXELS, "TYPE_UINT8", _PIXELS)],
-        "instance_group": [{"count": 2, "kind": "KIND_CPU"}],
+        # KIND_AUTO: on a GPU host the instances land on the GPU and decode there (nvJPEG), else on the CPU.
+        "instance_group": [{"count": 2}],
+        "dynamic_batching": {"max_queue_delay_microseconds": 0},
         "parameters": _parameters(
             min_side=min_side,
             max_image_pixels=MAX_IMAGE_PIXELS,
@@ -109,6 +122,8 @@ def preprocess_config(spec: PreprocessSpec) -> dict[str, Any]:
         "instance_group": [{"count": 2}],
         # Honoured by Triton's onnxruntime backend and by the local runtime's runner alike.
         "parameters": _parameters(intra_op_thread_count=1),
+        # A photo-sized input whose shorter side is already the resize target: the size classify feeds it.
+        "model_warmup": [_warmup(names.IMAGE, "TYPE_UINT8", [spec.resize, spec.resize, 3], random_data=True)],
     }
 
 
@@ -123,6 +138,10 @@ def resnet_config(arch: str, spec: PreprocessSpec, batching: Batching) -> dict[s
             _tensor(names.PROBABILITIES, "TYPE_FP32", [NUM_CLASSES], label_filename=names.LABELS),
         ],
         "instance_group": [{"count": batching.instances}],
+        # Every version folder present is served, so a new version (`python -m export --version N`) answers beside
+        # the current one once loaded; dropping one is a reload with a `specific` policy (the admin API does it).
+        "version_policy": {"all": {}},
+        "model_warmup": [_warmup(names.INPUT, "TYPE_FP32", [3, spec.crop, spec.crop], zero_data=True)],
     }
     if batching.enabled:
         config["dynamic_batching"] = {

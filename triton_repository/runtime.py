@@ -13,7 +13,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from triton_repository.configs import CONFIG_FILE, ONNX_FILE, PYTHON_FILE, read_repository
+from triton_repository.configs import CONFIG_FILE, ONNX_FILE, PYTHON_FILE, read_config, read_repository
 
 ONNX_RUNNER = Path(__file__).with_name("python_models") / "onnx_runner.py"
 
@@ -55,3 +55,31 @@ def _version(source: Path, target: Path, run_onnx_in_python: bool) -> None:
     target.mkdir()
     (target / ONNX_FILE).symlink_to((source / ONNX_FILE).resolve())
     shutil.copyfile(ONNX_RUNNER, target / PYTHON_FILE)
+
+
+def refresh(repository: Path, target: Path) -> list[Path]:
+    """Bring the rewritten models' version folders in line with ``repository`` after it changed (a version
+    exported or removed), so Triton's load API finds what the repository holds; linked models see it already."""
+    changed = []
+    for folder in sorted(p for p in target.iterdir() if p.is_dir() and not p.is_symlink()):
+        source = repository / folder.name
+        if not (source / CONFIG_FILE).is_file():
+            continue
+        run_onnx_in_python = read_config(source / CONFIG_FILE).backend == "onnxruntime"
+        wanted = _versions(source)
+        present = _versions(folder)
+        for version in sorted(wanted - present):
+            _version(source / version, folder / version, run_onnx_in_python)
+            changed.append(folder / version)
+        for version in sorted(present - wanted):
+            path = folder / version
+            if path.is_symlink():
+                path.unlink()
+            else:
+                shutil.rmtree(path)
+            changed.append(path)
+    return changed
+
+
+def _versions(folder: Path) -> set[str]:
+    return {entry.name for entry in folder.iterdir() if entry.is_dir() and entry.name.isdigit()}

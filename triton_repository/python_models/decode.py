@@ -1,9 +1,13 @@
-"""Triton python-backend model: an uploaded file's bytes -> BGR pixels, every upload rule enforced first.
+"""Triton python-backend model: uploaded files' bytes -> BGR pixels, every upload rule enforced first.
 
 The head of the ``classify`` and ``edges`` ensembles. Its config says at which scale to decode (``min_side``: the
 classifier's resize target, or 0 for full resolution) and the upload limits. A refused image answers
 INVALID_ARGUMENT with ``<code>: <message>``, the codes the gateway answers with; Triton keeps serving.
-``python -m export`` copies this file into the repository as each decode model's ``1/model.py``.
+
+On a GPU instance (``KIND_GPU``, or ``KIND_AUTO`` on a GPU host) with torch and CUDA at hand, JPEGs are decoded
+by nvJPEG, every JPEG the dynamic batcher hands over in one ``torchvision.io.decode_jpeg`` call, and leave as GPU
+tensors through DLPack (no host round trip). Elsewhere libjpeg-turbo decodes on the CPU at the smallest DCT scale
+the model needs. ``python -m export`` copies this file into the repository as each decode model's ``1/model.py``.
 """
 
 import json
@@ -11,7 +15,8 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from imaging import ImageError, Limits, decode
+from imaging import Header, ImageError, Limits, Problem, decode, read_header
+from imaging.gpu import GpuDecoder
 
 
 class TritonPythonModel:
@@ -26,19 +31,48 @@ class TritonPythonModel:
         )
         self.input = config["input"][0]["name"]
         self.output = config["output"][0]["name"]
+        self.gpu = GpuDecoder.for_instance(args["model_instance_kind"], int(args["model_instance_device_id"]))
 
     def execute(self, requests):
-        return [self._answer(request) for request in requests]
+        files = [self._file(request) for request in requests]
+        responses = [None] * len(requests)
+        on_gpu = []
+        for i, file in enumerate(files):
+            if isinstance(file, str):
+                responses[i] = _refusal(file)
+            elif self.gpu is not None and file[1].format == "JPEG":
+                on_gpu.append(i)
+            else:
+                responses[i] = self._on_cpu(*file)
+        if on_gpu:
+            decoded = self.gpu.decode([files[i] for i in on_gpu], self.min_side)
+            for i, pixels in zip(on_gpu, decoded, strict=True):
+                # nvJPEG refuses some JPEGs libjpeg reads (CMYK, arithmetic coding): those go the CPU way.
+                tensor = pb_utils.Tensor.from_dlpack(self.output, pixels) if pixels is not None else None
+                responses[i] = self._on_cpu(*files[i]) if tensor is None else _answer(tensor)
+        return responses
 
-    def _answer(self, request):
+    def _file(self, request):
+        """(bytes, header) of a request's one encoded image, or why it is refused."""
         encoded = pb_utils.get_input_tensor_by_name(request, self.input).as_numpy()
         if encoded.shape[0] != 1:
-            return _refusal(f"send one encoded image per request, not a batch of {encoded.shape[0]}")
+            return f"{Problem.UNSUPPORTED.value}: send one encoded image per request, not a batch of {encoded.shape[0]}"
+        data = encoded.tobytes()
         try:
-            pixels = decode(encoded.tobytes(), self.limits, self.min_side)
+            return data, read_header(data, self.limits)
+        except ImageError as exc:
+            return str(exc)
+
+    def _on_cpu(self, data: bytes, header: Header):
+        try:
+            pixels = decode(data, self.limits, self.min_side, header)
         except ImageError as exc:
             return _refusal(str(exc))
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, pixels[np.newaxis])])
+        return _answer(pb_utils.Tensor(self.output, pixels[np.newaxis]))
+
+
+def _answer(tensor):
+    return pb_utils.InferenceResponse(output_tensors=[tensor])
 
 
 def _refusal(message):
