@@ -44,7 +44,7 @@ class TritonPythonModel:
                 on_gpu.append(i)
             else:
                 responses[i] = self._on_cpu(*file)
-        if on_gpu:
+        if self.gpu is not None and on_gpu:
             decoded = self.gpu.decode([files[i] for i in on_gpu], self.min_side)
             for i, pixels in zip(on_gpu, decoded, strict=True):
                 # nvJPEG refuses some JPEGs libjpeg reads (CMYK, arithmetic coding): those go the CPU way.
