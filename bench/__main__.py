@@ -77,7 +77,7 @@ QUICK = {
     "load_concurrency": 4,
     "ratio_level": 4,
     "warmup_s": 0.2,
-    "window_s": 0.5,
+    "window_s": 1.0,  # a phone photo takes up to half a second here: a window must hold a few
     "drain_s": 5.0,
     "sweep_concurrency": 4,
     "crud_items": 100,

@@ -66,6 +66,7 @@ def gateway_steps_ms(jpegs: Sequence[bytes], repeats: int) -> dict[str, float]:
     answer = {
         "model": CLASSIFY,
         "model_version": "1",
+        "weights": "seed:0",
         "image": {"width": headers[0].width, "height": headers[0].height, "format": headers[0].format},
         "predictions": [{"label": "tabby", "index": 281, "probability": 0.1}] * 5,
     }
@@ -286,13 +287,13 @@ def cpu_section(measured: dict[str, Measured]) -> Section:
 @dataclass(frozen=True)
 class PathFigures:
     """One input set's classify path through one scenario at one concurrency: CPU per request by process, the
-    ResNet's own compute per image, and the bytes each hop received per request."""
+    ResNet's own CPU per image, and the bytes each hop received per request."""
 
     scenario: str
     label: str
     concurrency: int
     cpu_ms: dict[str, float | None]  # role -> CPU-ms per request, over PATH_ROLES
-    resnet_ms: float | None  # the network's compute per image, from Triton's statistics
+    resnet_ms: float | None  # the network's own CPU per image: Triton's, serving scenario 3 (the ResNet alone)
     wire_bytes: dict[str, float]  # hop -> bytes received per request
     upload_bytes: float | None  # the mean file the client sent
     latency_ms: float | None  # mean
@@ -309,10 +310,13 @@ class PathFigures:
     def explain(self) -> str:
         """The profile behind the figure, for a goal's detail."""
         parts = ", ".join(f"{role} {_f(ms)}" for role, ms in self.cpu_ms.items())
-        return f"c={self.concurrency}: {parts}, minus ResNet {_f(self.resnet_ms)} CPU-ms per request"
+        return f"c={self.concurrency}: {parts}, minus the ResNet alone {_f(self.resnet_ms)} CPU-ms per request"
 
 
-def path_figures(measured: dict[str, Measured], name: str, label: str, level: int, resnet: str) -> PathFigures | None:
+def path_figures(measured: dict[str, Measured], name: str, label: str, level: int) -> PathFigures | None:
+    """The path's figures; the ResNet's own CPU is Triton's (server and stubs) per request of scenario 3 at the
+    same concurrency: CPU minus CPU. (Triton's compute_infer is wall time: on a busy machine it counts waits for
+    a core, and with ONNX Runtime's intra-op threads one wall millisecond can be two CPU milliseconds.)"""
     item = measured.get(name)
     point = item.scenario.at(level) if item else None
     if item is None or point is None or not point.load.requests:
@@ -323,14 +327,18 @@ def path_figures(measured: dict[str, Measured], name: str, label: str, level: in
         label=label,
         concurrency=level,
         cpu_ms={role: cpu_ms(item, level, role) for role in PATH_ROLES},
-        resnet_ms=_per_image(_delta(item, level, resnet)),
+        resnet_ms=_resnet_cpu_ms(measured.get(GRPC_RESNET), level),
         wire_bytes={hop: count / requests for hop, count in item.wire_bytes.get(level, {}).items()},
         upload_bytes=item.upload_bytes,
         latency_ms=point.load.latency.mean_ms,
     )
 
 
-def classify_paths(measured: dict[str, Measured], resnet: str, levels: Sequence[int]) -> list[PathFigures]:
+def _resnet_cpu_ms(alone: Measured | None, level: int) -> float | None:
+    return _add(cpu_ms(alone, level, "triton"), cpu_ms(alone, level, TRITON_STUBS)) if alone else None
+
+
+def classify_paths(measured: dict[str, Measured], levels: Sequence[int]) -> list[PathFigures]:
     """REST and gRPC classify, ImageNet-size and phone photos, at each of ``levels`` they were measured at."""
     runs = [
         (REST_CLASSIFY, "ImageNet-size, REST"),
@@ -338,7 +346,7 @@ def classify_paths(measured: dict[str, Measured], resnet: str, levels: Sequence[
         (REST_CLASSIFY_PHONE, "phone photo, REST"),
         (GRPC_CLASSIFY_PHONE, "phone photo, gRPC"),
     ]
-    figures = [path_figures(measured, name, label, level, resnet) for name, label in runs for level in levels]
+    figures = [path_figures(measured, name, label, level) for name, label in runs for level in levels]
     return [figure for figure in figures if figure is not None]
 
 
@@ -355,12 +363,12 @@ def paths_section(paths: Sequence[PathFigures]) -> Section:
         text=(
             "CPU milliseconds per request of every process a classification passes through (the gateway; Triton's "
             "server process; its python-backend stubs, where decode, preprocessing and the ONNX Runtime sessions "
-            "run), the ResNet's own compute per image (Triton's statistics: an execution's compute over its batch "
-            "size), and path CPU: the sum minus the ResNet. Bytes are what each hop's server received per request, "
-            "counted by the kernel (`ss`, framing included): from the client at the gateway, and at Triton's gRPC "
+            "run), the ResNet's own CPU per image (Triton's CPU per request serving preprocessed tensors to the ResNet "
+            "alone, scenario 3, at the same concurrency), and path CPU: the sum minus the ResNet. Bytes are what "
+            "each hop's server received per request, counted by the kernel (`ss`, framing included): from the client at the gateway, and at Triton's gRPC "
             "port from the gateway (REST) or the client (gRPC)."
         ),
-        header=["input, route", "concurrency", *PATH_ROLES, "ResNet ms", "path CPU ms", "upload bytes",
+        header=["input, route", "concurrency", *PATH_ROLES, "ResNet CPU ms", "path CPU ms", "upload bytes",
                 "bytes client->gateway", "bytes ->Triton", "mean latency ms"],
         rows=rows,
     )  # fmt: skip

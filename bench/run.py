@@ -156,7 +156,7 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
         result = asyncio.run(run_suite(plan, stack, models, inputs, workdir))
     say("timing the path's own steps in-process")
     steps = profile.gateway_steps_ms(jpegs, repeats=3 if options.quick else 30)
-    paths = profile.classify_paths(result.measured, models.resnet, (1, options.ratio_level))
+    paths = profile.classify_paths(result.measured, (1, options.ratio_level))
     gpu_rate, gpu_where = _gpu_rate(options, result)
     scenarios = [item.scenario for item in result.measured.values()]
     low = min(plan.levels)

@@ -112,7 +112,7 @@ def test_path_goals_subtract_the_network_and_compare_bytes_on_the_wire() -> None
     )
     assert (small.value, small.met) == (pytest.approx(3.5), True)
     assert (large.value, large.met) == (pytest.approx(95.0), False)
-    assert "triton stubs 130.0" in large.detail and "ResNet 60.0" in large.detail  # the profile of the miss
+    assert "triton stubs 130.0" in large.detail and "ResNet alone 60.0" in large.detail  # the profile of the miss
     forwarded = found["bytes gateway->Triton per request <= the upload, ImageNet-size"]
     assert (forwarded.value, forwarded.met) == (pytest.approx(60_950 / 61_000), True)
     assert found["bytes gateway->Triton per request <= the upload, phone photo"].met is False
