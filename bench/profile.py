@@ -363,10 +363,10 @@ def paths_section(paths: Sequence[PathFigures]) -> Section:
         text=(
             "CPU milliseconds per request of every process a classification passes through (the gateway; Triton's "
             "server process; its python-backend stubs, where decode, preprocessing and the ONNX Runtime sessions "
-            "run), the ResNet's own CPU per image (Triton's CPU per request serving preprocessed tensors to the ResNet "
-            "alone, scenario 3, at the same concurrency), and path CPU: the sum minus the ResNet. Bytes are what "
-            "each hop's server received per request, counted by the kernel (`ss`, framing included): from the client at the gateway, and at Triton's gRPC "
-            "port from the gateway (REST) or the client (gRPC)."
+            "run), the ResNet's own CPU per image (Triton's CPU per request serving preprocessed tensors to the "
+            "ResNet alone, scenario 3, at the same concurrency), and path CPU: the sum minus the ResNet. Bytes are "
+            "what each hop's server received per request, counted by the kernel (`ss`, framing included): from the "
+            "client at the gateway, and at Triton's gRPC port from the gateway (REST) or the client (gRPC)."
         ),
         header=["input, route", "concurrency", *PATH_ROLES, "ResNet CPU ms", "path CPU ms", "upload bytes",
                 "bytes client->gateway", "bytes ->Triton", "mean latency ms"],
