@@ -51,11 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-queue-size", type=int, default=defaults.max_queue_size)
     parser.add_argument("--queue-timeout-us", type=int, default=defaults.queue_timeout_us)
     parser.add_argument(
+        "--version",
+        type=int,
+        help="write only the ResNet, as version N beside the served ones (the repository must exist): load it with "
+        "POST /v1/admin/models/<model>/load, no restart",
+    )
+    parser.add_argument(
         "--configs-only", action="store_true", help="only regenerate config.pbtxt files (no ONNX export)"
     )
     args = parser.parse_args(argv)
     if args.opset < 17:
         parser.error("--opset must be 17 or newer")
+    if args.version is not None and args.version < 1:
+        parser.error("--version must be 1 or more")
     return args
 
 
@@ -76,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
     try:
+        if args.version is not None:
+            return export_version(args, spec)
         return export_all(args, spec, batching)
     except WeightsUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -130,6 +140,36 @@ def export_all(args: argparse.Namespace, spec: PreprocessSpec, batching: Batchin
         f"  parity: preprocess worst {max(preprocess_diff.values()):.2f} uint8 level (limit 1.01)",
         file=sys.stderr,
     )
+    return 0
+
+
+def export_version(args: argparse.Namespace, spec: PreprocessSpec) -> int:
+    """A new version of the ResNet only: the other models, configs and labels stay as they are served."""
+    import onnx
+
+    from export import weights
+    from export.resnet import Classifier, check_parity, export_onnx, load_backbone
+
+    if not (args.repository / args.model / configs.CONFIG_FILE).is_file():
+        print(f"error: no {args.model} in {args.repository}: export the repository first", file=sys.stderr)
+        return 1
+    folder = args.repository / args.model / str(args.version)
+    steps = Steps(total=3)
+    with steps.step(f"loading {args.model} weights ({args.weights})"):
+        resolved = weights.resolve(args.model, args.weights)
+        classifier = Classifier(load_backbone(args.model, resolved), fp16=args.fp16)
+    with steps.step(f"exporting {args.model} to ONNX as version {args.version}"):
+        resnet = export_onnx(classifier, spec.crop, args.opset)
+        resnet.ir_version = min(resnet.ir_version, IR_VERSION)
+    with steps.step("checking ONNX Runtime against eager PyTorch"):
+        resnet_diff = check_parity(classifier, resnet, spec.crop, fp16=args.fp16)
+    # Written under a temporary name and renamed: Triton never sees half a file in a version folder.
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{configs.ONNX_FILE}.partial"
+    onnx.save(resnet, str(partial))
+    partial.replace(folder / configs.ONNX_FILE)
+    print(f"\nwrote {folder / configs.ONNX_FILE} ({weights.describe(args.model, resolved)}, "
+          f"max |ONNX - eager| = {resnet_diff:.2e})", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -15,7 +15,7 @@ from gateway.inference import Inference, TritonClient, connect
 from gateway.items import open_item_store
 from gateway.items.store import ItemStoreError
 from gateway.observability import Metrics, ObservabilityMiddleware
-from gateway.routes import health, images, items, ui
+from gateway.routes import health, images, items, models, ui
 from gateway.settings import Settings
 from imaging import Limits
 
@@ -37,13 +37,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.inference = Inference(settings, metrics.triton_latency, triton_client(settings))
+        app.state.inference = Inference(settings, metrics, triton_client(settings))
         app.state.items = await open_item_store(settings)
         app.state.admission = Admission(
             Limits(settings.max_image_pixels, settings.min_image_side, settings.max_aspect_ratio),
             pixel_budget=settings.max_pixels_in_flight,
             retry_after_s=settings.retry_after_s,
         )
+        metrics.watch("inference_slots", lambda: app.state.inference.inflight)
+        metrics.watch("pixels", lambda: app.state.admission.pixels)
         try:
             yield
         finally:
@@ -68,6 +70,9 @@ def create_app(
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected if settings.protect_metrics else [])
     app.include_router(images.router, dependencies=protected)
+    app.include_router(models.router, dependencies=protected)
+    if settings.triton_metrics_url:
+        app.include_router(models.triton_metrics_router, dependencies=protected if settings.protect_metrics else [])
     app.include_router(items.router, dependencies=protected)
     app.include_router(ui.router)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)

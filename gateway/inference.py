@@ -10,7 +10,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import tritonclient.grpc.aio as triton
-from prometheus_client import Histogram
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 from tritonclient.utils import np_to_triton_dtype as triton_dtype
@@ -18,6 +17,7 @@ from tritonclient.utils import np_to_triton_dtype as triton_dtype
 from gateway.budget import Budget
 from gateway.errors import ApiError, Error
 from gateway.images import image_error
+from gateway.observability import Metrics, request_id
 from gateway.settings import Settings
 from imaging import ImageError
 from triton_repository import names
@@ -73,6 +73,12 @@ class TritonClient(Protocol):
 
     async def is_model_ready(self, model_name: str, **options: Any) -> bool: ...
 
+    async def get_model_repository_index(self, **options: Any) -> Any: ...
+
+    async def load_model(self, model_name: str, **options: Any) -> None: ...
+
+    async def unload_model(self, model_name: str, **options: Any) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -84,12 +90,14 @@ def connect(settings: Settings) -> TritonClient:
 class Inference:
     """Created in the app's lifespan: a ``tritonclient.grpc.aio`` client belongs to the loop that made it."""
 
-    def __init__(self, settings: Settings, triton_latency: Histogram, client: TritonClient) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, client: TritonClient) -> None:
         self.settings = settings
         self.client = client
         self.inflight = Budget(settings.max_inflight)
-        self.latency = triton_latency
+        self.latency = metrics.triton_latency
+        self.answers = metrics.triton_answers
         self._weights: str | None = None
+        self._steps: list[Any] | None = None
 
     async def close(self) -> None:
         await self.client.close()
@@ -106,17 +114,47 @@ class Inference:
         finally:
             self.inflight.give_back()
 
-    async def classify(self, encoded: bytes, top_k: int) -> Classification:
-        """The file's bytes as they came: Triton decodes them at the scale the model needs."""
+    async def classify(self, encoded: bytes, top_k: int, version: str = "") -> Classification:
+        """The file's bytes as they came: Triton decodes them at the scale the model needs. ``version`` pins the
+        ResNet's version; the answer names the model and version that ran."""
         output = triton.InferRequestedOutput(names.PROBABILITIES, class_count=top_k)
-        model = self.settings.classify_model
-        result = await self._infer(model, [_encoded(encoded)], [output], self.settings.classify_timeout_s)
+        if version:
+            result = await self._classify_pinned(encoded, output, version)
+        else:
+            model = self.settings.classify_model
+            result = await self._infer(model, [_encoded(encoded)], [output], self.settings.classify_timeout_s)
         predictions = []
         for entry in result.as_numpy(names.PROBABILITIES).reshape(-1):
             score, index, label = entry.decode().split(":", 2)  # the classification extension's format
             predictions.append(Prediction(label=label, index=int(index), probability=float(score)))
         response = result.get_response()
         return Classification(response.model_name, response.model_version, await self.weights(), predictions)
+
+    async def _classify_pinned(
+        self, encoded: bytes, output: triton.InferRequestedOutput, version: str
+    ) -> triton.InferResult:
+        """The ensemble's own steps, run one call each, the last (the ResNet) at ``version``: a Triton ensemble
+        always calls the latest version of a step, so a pin cannot go through it."""
+        deadline = time.monotonic() + self.settings.classify_timeout_s
+        *head, last = await self._ensemble_steps()
+        tensors = {names.IMAGE: np.frombuffer(encoded, np.uint8)[np.newaxis]}
+        for step in head:
+            inputs = [_tensor(own, tensors[mapped]) for own, mapped in step.input_map.items()]
+            outputs = [triton.InferRequestedOutput(own) for own in step.output_map]
+            answer = await self._infer(step.model_name, inputs, outputs, deadline - time.monotonic())
+            tensors |= {mapped: answer.as_numpy(own) for own, mapped in step.output_map.items()}
+        inputs = [_tensor(own, tensors[mapped]) for own, mapped in last.input_map.items()]
+        return await self._infer(last.model_name, inputs, [output], deadline - time.monotonic(), version)
+
+    async def _ensemble_steps(self) -> list[Any]:
+        """The classify ensemble's steps, read from Triton once (what the pinned path runs)."""
+        if self._steps is None:
+            try:
+                answer = await self.client.get_model_config(self.settings.classify_model, client_timeout=1.0)
+            except InferenceServerException as exc:
+                raise to_api_error(exc, self.settings.retry_after_s) from None
+            self._steps = list(answer.config.ensemble_scheduling.step)
+        return self._steps
 
     async def weights(self) -> str:
         """What the served ResNet learnt (the exporter records it in the ensemble's config), asked once."""
@@ -139,16 +177,21 @@ class Inference:
         return result.as_numpy(names.EDGE_MAP)[0]
 
     async def _infer(
-        self, model: str, inputs: list[triton.InferInput], outputs: list, timeout_s: float
+        self, model: str, inputs: list[triton.InferInput], outputs: list, timeout_s: float, version: str = ""
     ) -> triton.InferResult:
         started = time.perf_counter()
         outcome = "ok"
+        if timeout_s <= 0:
+            raise ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
         try:
             # The deadline is both the gRPC deadline and Triton's queue timeout: a request its client gave up
-            # on leaves the queue instead of running late.
-            return await self.client.infer(
-                model, inputs, outputs=outputs, client_timeout=timeout_s, timeout=int(timeout_s * 1e6)
-            )
+            # on leaves the queue instead of running late. The request id reaches Triton's traces and errors.
+            result = await self.client.infer(
+                model, inputs, model_version=version, outputs=outputs, request_id=_request_id(),
+                client_timeout=timeout_s, timeout=int(timeout_s * 1e6),
+            )  # fmt: skip
+            self.answers.labels(model=model, version=result.get_response().model_version).inc()
+            return result
         except InferenceServerException as exc:
             error = to_api_error(exc, self.settings.retry_after_s)
             outcome = error.error.code
@@ -166,6 +209,11 @@ class Inference:
         except InferenceServerException as exc:
             return {"triton": f"unavailable: {exc.message()}"} | {m: "unknown" for m in models}
         return {"triton": "ready"} | {m: "ready" if ok else "not ready" for m, ok in states.items()}
+
+
+def _request_id() -> str:
+    rid = request_id.get()
+    return "" if rid == "-" else rid
 
 
 def _tensor(name: str, array: np.ndarray) -> triton.InferInput:
@@ -186,6 +234,8 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
         return ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
     if "maximum queue size" in message:
         return ApiError(Error.TRITON_QUEUE_FULL, "Triton's queue is full; retry shortly", retry)
+    if "unknown model" in message and "version" in message:  # a pinned version that is not (or no longer) served
+        return ApiError(Error.MODEL_VERSION_UNAVAILABLE, f"Triton does not serve it: {message}", retry)
     if "UNAVAILABLE" in status or "unknown model" in message:  # a restarting Triton has not loaded it yet
         return ApiError(Error.TRITON_UNAVAILABLE, f"Triton is unavailable: {message}", retry)
     if "INVALID_ARGUMENT" in status:

@@ -1,16 +1,24 @@
-"""Request ids, access logs and Prometheus metrics, as one pure ASGI middleware (no per-request tasks)."""
+"""Request ids, access logs, Prometheus metrics and optional tracing, as one pure ASGI middleware (no per-request
+tasks); Triton's own metrics passed through for scrapers that only reach the gateway."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import logging
 import os
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
 
+import httpx
 from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -20,7 +28,11 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import ApiError, Error
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -40,6 +52,28 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class Budget(Protocol):
+    capacity: int
+    used: int
+
+
+class BudgetCollector(Collector):
+    """This process's admission budgets, read when Prometheus scrapes: nothing to update per request."""
+
+    def __init__(self) -> None:
+        self.budgets: dict[str, Callable[[], Budget]] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        used = GaugeMetricFamily("gateway_budget_used", "units of an admission budget in use", labels=["budget"])
+        capacity = GaugeMetricFamily("gateway_budget_capacity", "an admission budget's ceiling", labels=["budget"])
+        for name, budget in self.budgets.items():
+            with contextlib.suppress(AttributeError):  # before the lifespan has built it
+                current = budget()
+                used.add_metric([name], current.used)
+                capacity.add_metric([name], current.capacity)
+        return [used, capacity]
+
+
 @dataclass
 class Metrics:
     registry: CollectorRegistry
@@ -47,10 +81,17 @@ class Metrics:
     latency: Histogram
     inflight: Gauge
     triton_latency: Histogram
+    triton_answers: Counter
+    budgets: BudgetCollector = field(default_factory=BudgetCollector)
 
     @classmethod
     def create(cls) -> Metrics:
         registry = CollectorRegistry()
+        # The same process_* and python_info series the default registry carries (CPU, memory, open files).
+        registry.register(PROCESS_COLLECTOR)
+        registry.register(PLATFORM_COLLECTOR)
+        budgets = BudgetCollector()
+        registry.register(budgets)
         return cls(
             registry=registry,
             requests=Counter(
@@ -80,15 +121,51 @@ class Metrics:
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),  # fmt: skip
+            triton_answers=Counter(
+                "gateway_triton_answers",
+                "Triton's answers by model and the version that ran (a version swap shows here)",
+                ["model", "version"],
+                registry=registry,
+            ),  # fmt: skip
+            budgets=budgets,
         )
 
+    def watch(self, name: str, budget: Callable[[], Budget]) -> None:
+        """Expose a budget as ``gateway_budget_used``/``_capacity{budget=name}``, read at scrape time."""
+        self.budgets.budgets[name] = budget
+
     def exposition(self) -> tuple[bytes, str]:
-        """This process's metrics, or every worker's when uvicorn runs several (prometheus multiprocess)."""
+        """This process's metrics, or every worker's when uvicorn runs several (prometheus multiprocess: the
+        counters and histograms add up; process and budget gauges are per process, so they are left out)."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+TRITON_METRICS_MAX_BYTES = 8 * 1024 * 1024  # Triton's exposition is tens of kB; a runaway label set is not
+
+
+async def fetch_triton_metrics(url: str, timeout_s: float) -> bytes:
+    """Triton's Prometheus text, for scrapers that reach only the gateway: whole within ``timeout_s`` and under
+    ``TRITON_METRICS_MAX_BYTES``, or a 502/503 (a scrape must never hang or balloon the gateway)."""
+    body = bytearray()
+    try:
+        async with (
+            asyncio.timeout(timeout_s),
+            httpx.AsyncClient(timeout=timeout_s) as client,
+            client.stream("GET", url) as answer,
+        ):
+            if answer.status_code != 200:
+                raise ApiError(Error.TRITON_ERROR, f"Triton's metrics answered {answer.status_code}")
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > TRITON_METRICS_MAX_BYTES:
+                    raise ApiError(Error.TRITON_ERROR, f"Triton's metrics are over {TRITON_METRICS_MAX_BYTES} bytes")
+    except (httpx.HTTPError, TimeoutError) as exc:
+        raise ApiError(Error.TRITON_UNAVAILABLE, f"Triton's metrics are unavailable: {exc!r}") from None
+    return bytes(body)
 
 
 def loggable_path(scope: Scope) -> str:

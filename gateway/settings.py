@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     edges_timeout_s: float = Field(10.0, gt=0, description="deadline of one edges call to Triton")
     max_inflight: int = Field(256, ge=1, description="inference requests in flight per process; more get 429")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429 and 503")
+    model_control_timeout_s: float = Field(
+        120.0, gt=0, description="deadline of one model load or unload (Triton loads and warms the model first)"
+    )
+    triton_metrics_url: str | None = Field(
+        None, description="Triton's metrics endpoint, e.g. http://127.0.0.1:8002/metrics: served at /metrics/triton"
+    )
+    triton_metrics_timeout_s: float = Field(5.0, gt=0, description="bound of one /metrics/triton fetch")
 
     # Uploads.
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="image request body limit")

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from triton_repository.runtime import MissingModelFile, materialise
+from triton_repository.runtime import MissingModelFile, materialise, refresh
 
 NGC_ROOT = Path("/opt/tritonserver")
 _ERROR_LINE = re.compile(r"^E\d{4} |UNAVAILABLE|^error:")
@@ -105,6 +105,7 @@ class TritonServer:
         startup_timeout_s: float = 300.0,
         log_path: Path | None = None,
         cache: Path | None = None,
+        explicit_model_control: bool = True,
     ) -> None:
         self.repository = Path(repository)
         self.ports = ports
@@ -113,6 +114,9 @@ class TritonServer:
         self.startup_timeout_s = startup_timeout_s
         self.cache = cache or Path(tempfile.gettempdir()) / f"tritonserve-{os.getuid()}"
         self.log_path = log_path
+        # Everything loads at start either way; explicit control also lets the load/unload API add and drop model
+        # versions while Triton serves (Triton's "none" mode refuses those calls).
+        self.explicit_model_control = explicit_model_control
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
 
@@ -146,6 +150,7 @@ class TritonServer:
             "--strict-readiness=true",
             "--disable-auto-complete-config",
             "--log-verbose=0",
+            *(["--model-control-mode=explicit", "--load-model=*"] if self.explicit_model_control else []),
             *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
         ]
 
@@ -179,6 +184,16 @@ class TritonServer:
             self.stop()
             raise
         return self
+
+    def refresh_repository(self) -> list[Path]:
+        """After a version was exported into (or removed from) the repository: mirror it into the runtime copy,
+        where models rewritten for this install live, before asking Triton to load it. Returns what changed."""
+        if self._workdir is None:
+            raise TritonError("tritonserver is not running")
+        try:
+            return refresh(self.repository, self._workdir / "models")
+        except MissingModelFile as exc:
+            raise TritonError(str(exc)) from None
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s

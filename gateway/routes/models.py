@@ -1,0 +1,155 @@
+"""What Triton serves and how to change it without a restart: models and versions, loads and unloads (Triton's
+explicit model control), and Triton's own metrics for scrapers that reach only the gateway."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from tritonclient.utils import InferenceServerException
+
+from gateway.deps import InferenceDep, SettingsDep
+from gateway.errors import ApiError, Error, error_responses
+from gateway.inference import Inference, to_api_error
+from gateway.observability import fetch_triton_metrics
+
+router = APIRouter(prefix="/v1", tags=["models"])
+# Beside /metrics, behind the same keys when GATEWAY_PROTECT_METRICS is set; only there when Triton's URL is set.
+triton_metrics_router = APIRouter(tags=["health"])
+
+
+class VersionState(BaseModel):
+    version: str = Field(examples=["2"])
+    state: str = Field(description="Triton's: READY, LOADING, UNLOADING, UNAVAILABLE", examples=["READY"])
+    reason: str = Field("", description="why it is not ready, when Triton says")
+
+
+class ModelState(BaseModel):
+    name: str = Field(examples=["resnet50"])
+    ready: bool = Field(description="at least one version is ready")
+    versions: list[VersionState]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelState]
+
+
+class Versions(BaseModel):
+    versions: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1, description="version numbers (the repository's folder names)", examples=[[2]]
+    )
+
+
+ModelName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="a model of Triton's repository")]
+OptionalVersions = Annotated[Versions | None, Body()]
+_ERRORS = error_responses(Error.UNAUTHORIZED, Error.TRITON_UNAVAILABLE, Error.DEADLINE_EXCEEDED, Error.TRITON_ERROR)
+_CONTROL_ERRORS = error_responses(
+    Error.UNAUTHORIZED,
+    Error.MODEL_NOT_FOUND,
+    Error.MODEL_CONTROL_FAILED,
+    Error.INVALID_REQUEST,
+    Error.TRITON_UNAVAILABLE,
+    Error.DEADLINE_EXCEEDED,
+)
+
+
+async def _index(inference: Inference) -> dict[str, ModelState]:
+    """Triton's repository index, grouped by model, versions in order."""
+    try:
+        answer = await inference.client.get_model_repository_index(as_json=True, client_timeout=5.0)
+    except InferenceServerException as exc:
+        raise to_api_error(exc, inference.settings.retry_after_s) from None
+    models: dict[str, ModelState] = {}
+    for entry in answer.get("models", []):
+        model = models.setdefault(entry["name"], ModelState(name=entry["name"], ready=False, versions=[]))
+        if "version" in entry:  # a model that never loaded has no version
+            state = VersionState(version=entry["version"], state=entry.get("state", ""), reason=entry.get("reason", ""))
+            model.versions.append(state)
+            model.ready |= state.state == "READY"
+    for model in models.values():
+        model.versions.sort(key=lambda v: int(v.version) if v.version.isdigit() else 0)
+    return dict(sorted(models.items()))
+
+
+async def _known(inference: Inference, name: str) -> ModelState:
+    models = await _index(inference)
+    if name not in models:
+        raise ApiError(Error.MODEL_NOT_FOUND, f"Triton's repository has no model {name!r}")
+    return models[name]
+
+
+async def _control(inference: Inference, name: str, action: str, **options: Any) -> None:
+    """Load or unload; Triton answers once the new versions are loaded and warmed up (or the load failed)."""
+    call = inference.client.load_model if action == "load" else inference.client.unload_model
+    try:
+        await call(name, client_timeout=inference.settings.model_control_timeout_s, **options)
+    except InferenceServerException as exc:
+        status = exc.status() or ""
+        if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status:
+            raise to_api_error(exc, inference.settings.retry_after_s) from None
+        raise ApiError(Error.MODEL_CONTROL_FAILED, f"Triton could not {action} {name!r}: {exc.message()}") from None
+
+
+async def _load_versions(inference: Inference, name: str, versions: list[int]) -> None:
+    """Serve exactly ``versions``: the model's own config with a ``specific`` version policy. Triton loads the new
+    set before it drops the old, and lets requests in flight on a dropped version finish."""
+    try:
+        config = (await inference.client.get_model_config(name, as_json=True, client_timeout=5.0))["config"]
+    except InferenceServerException as exc:
+        raise to_api_error(exc, inference.settings.retry_after_s) from None
+    config["version_policy"] = {"specific": {"versions": sorted(set(versions))}}
+    await _control(inference, name, "load", config=json.dumps(config))
+
+
+@router.get("/models", response_model=ModelsResponse, summary="Models and versions Triton serves", responses=_ERRORS)
+async def list_models(inference: InferenceDep) -> ModelsResponse:
+    return ModelsResponse(models=list((await _index(inference)).values()))
+
+
+@router.post(
+    "/admin/models/{name}/load",
+    response_model=ModelState,
+    summary="Load a model, or reload it to pick up new versions and its config",
+    description="Without a body, Triton re-reads the model's folder and config and serves the versions its "
+    'version policy names (every version folder, for the ResNet). With `{"versions": [...]}`, exactly those. '
+    "Ensembles that use the model are reloaded with it; requests keep being served throughout.",
+    responses=_CONTROL_ERRORS,
+)
+async def load(inference: InferenceDep, name: ModelName, body: OptionalVersions = None) -> ModelState:
+    if body is None:
+        await _control(inference, name, "load")
+    else:
+        await _load_versions(inference, name, body.versions)
+    return await _known(inference, name)
+
+
+@router.post(
+    "/admin/models/{name}/unload",
+    response_model=ModelState,
+    summary="Unload a model, or only some of its versions",
+    description='Without a body, the whole model (requests for it then get 503). With `{"versions": [...]}`, '
+    "only those: the model is reloaded serving its other ready versions.",
+    responses=_CONTROL_ERRORS,
+)
+async def unload(inference: InferenceDep, name: ModelName, body: OptionalVersions = None) -> ModelState:
+    model = await _known(inference, name)
+    if body is None:
+        await _control(inference, name, "unload")
+    else:
+        ready = {int(v.version) for v in model.versions if v.state == "READY"}
+        keep = ready - set(body.versions)
+        if not keep:
+            raise ApiError(Error.INVALID_REQUEST, f"that would leave {name!r} no version: unload it without a body")
+        await _load_versions(inference, name, sorted(keep))
+    return await _known(inference, name)
+
+
+@triton_metrics_router.get("/metrics/triton", summary="Triton's own Prometheus metrics, passed through",
+    response_class=Response, responses={200: {"content": {"text/plain": {}}}, **_ERRORS})  # fmt: skip
+async def triton_metrics(settings: SettingsDep) -> Response:
+    assert settings.triton_metrics_url is not None  # the router is only mounted when it is set
+    payload = await fetch_triton_metrics(settings.triton_metrics_url, settings.triton_metrics_timeout_s)
+    return Response(payload, media_type="text/plain; version=0.0.4; charset=utf-8")
