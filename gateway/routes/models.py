@@ -119,6 +119,7 @@ async def list_models(inference: InferenceDep) -> ModelsResponse:
     responses=_CONTROL_ERRORS,
 )
 async def load(inference: InferenceDep, name: ModelName, body: OptionalVersions = None) -> ModelState:
+    await _known(inference, name)  # Triton's index lists unloaded models too
     if body is None:
         await _control(inference, name, "load")
     else:
