@@ -12,7 +12,7 @@ WEIGHTS    ?= auto
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
-.PHONY: help install lock browser models serve test reliability bench bench-gpu bench-sweep deploy deploy-dry-run lint clean
+.PHONY: help install lock browser models serve test reliability bench bench-gpu bench-sweep gpu-kit deploy deploy-dry-run lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -72,6 +72,11 @@ $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx: | $(STAMP)
 
 bench-gpu: install models $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx  ## on an NVIDIA GPU host (EXTRAS=...,gpu) -> docs/bench/h100
 	$(PY) -m bench --device cuda --fp16-repository $(FP16_REPOSITORY) --out docs/bench/h100
+
+# The borrowed-GPU-host kit (gpu_kit/): trimmed tritonserver + the wheels that host lacks, each part <= 64 MB;
+# prints the one device call (its carry list included) that runs the benchmark there -> docs/bench/h200.
+gpu-kit: install  ## build build/gpu-kit for a borrowed GPU host with no network; prints the command to run there
+	$(PY) -m gpu_kit.build --out build/gpu-kit
 
 DEPLOY_ARGS ?=
 deploy: install models  ## deploy to Amazon ECS: DEPLOY_ARGS="--cluster ... --bucket ..." (deploy/ecs/README.md)

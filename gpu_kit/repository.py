@@ -1,0 +1,95 @@
+"""The kit's model repository: the classify ensemble in every variant measured, all served by one Triton.
+
+Configs come from ``triton_repository.configs`` (the production truth) with three changes for the borrowed host:
+``preprocess`` and the ResNet run as ``torch_runner`` python models (its ONNX Runtime is CPU-only), the decode
+step exists twice (``decode_gpu``: nvJPEG on GPU instances; ``decode_cpu``: libjpeg-turbo on CPU instances), and
+the ResNet twice where there is a GPU (fp32 and fp16). Each ensemble is ``classify_<decode>_<precision>``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from triton_repository import configs, names
+from triton_repository.configs import Batching, PreprocessSpec
+
+TORCH_RUNNER = Path(__file__).with_name("python_models") / "torch_runner.py"
+DECODE_SOURCE = configs.PYTHON_MODELS / configs.PYTHON_SOURCES[names.DECODE_REDUCED]
+WEIGHTS = "seed:0"  # nothing can be downloaded there; the exporter's deterministic init, reproduced per instance
+DECODE_CPU_INSTANCES = 8  # half the borrowed host's 16 cores: CPU decode is what the GPU path is measured against
+
+
+@dataclass(frozen=True)
+class Variant:
+    decode: str  # "gpu" or "cpu"
+    precision: str  # "fp32" or "fp16"
+
+    @property
+    def ensemble(self) -> str:
+        return f"{names.CLASSIFY}_{self.decode}_{self.precision}"
+
+
+def variants(gpu: bool) -> list[Variant]:
+    if not gpu:
+        return [Variant("cpu", "fp32")]
+    return [Variant("gpu", "fp32"), Variant("cpu", "fp32"), Variant("gpu", "fp16")]
+
+
+def resnet_name(arch: str, precision: str) -> str:
+    return f"{arch}_{precision}"
+
+
+def _kind(gpu: bool) -> str:
+    return "KIND_GPU" if gpu else "KIND_CPU"
+
+
+def _torch_model(config: dict[str, Any], gpu: bool, count: int, **parameters: str) -> dict[str, Any]:
+    config = {**config, "backend": "python", "instance_group": [{"count": count, "kind": _kind(gpu)}]}
+    # GPU inputs stay on the GPU (DLPack) instead of Triton copying them to the host first.
+    extra = {"FORCE_CPU_ONLY_INPUT_TENSORS": "no" if gpu else "yes", **parameters}
+    config["parameters"] = {key: {"string_value": value} for key, value in extra.items()}
+    return config
+
+
+def repository_configs(arch: str, gpu: bool, batching: Batching | None = None) -> dict[str, dict[str, Any]]:
+    spec = PreprocessSpec()
+    models: dict[str, dict[str, Any]] = {}
+    wanted = variants(gpu)
+    for decode in sorted({variant.decode for variant in wanted}):
+        config = configs.decode_config(f"{names.DECODE}_{decode}", min_side=spec.resize)
+        count = 2 if decode == "gpu" else DECODE_CPU_INSTANCES if gpu else 1  # CPU-only: a stub per step
+        models[config["name"]] = {**config, "instance_group": [{"count": count, "kind": _kind(decode == "gpu")}]}
+    models[names.PREPROCESS] = _torch_model(configs.preprocess_config(spec), gpu, 2 if gpu else 1, module="preprocess")
+    for precision in sorted({variant.precision for variant in wanted}):
+        name = resnet_name(arch, precision)
+        resnet = {**configs.resnet_config(arch, spec, batching or Batching()), "name": name}
+        models[name] = _torch_model(
+            resnet, gpu, 1, module="classifier", arch=arch, weights=WEIGHTS, precision=precision
+        )
+    for variant in wanted:
+        ensemble = configs.classify_config(arch, WEIGHTS)
+        steps = ensemble["ensemble_scheduling"]["step"]
+        steps[0]["model_name"] = f"{names.DECODE}_{variant.decode}"
+        steps[-1]["model_name"] = resnet_name(arch, variant.precision)
+        models[variant.ensemble] = {**ensemble, "name": variant.ensemble}
+    return models
+
+
+def write_repository(target: Path, arch: str, gpu: bool, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Configs, each python model's ``1/model.py`` and the labels where an output names them."""
+    models = repository_configs(arch, gpu)
+    configs.write_configs(target, models)
+    for name, config in models.items():
+        if config.get("backend") == "python":
+            source = TORCH_RUNNER if "module" in config["parameters"] else DECODE_SOURCE
+            shutil.copyfile(source, target / name / configs.VERSION / configs.PYTHON_FILE)
+    labelled = [
+        name
+        for name, config in models.items()
+        if name.startswith(names.CLASSIFY) or "arch" in config.get("parameters", {})
+    ]
+    configs.write_labels(target, labelled, labels)
+    return models
