@@ -16,6 +16,7 @@ class Problem(StrEnum):
     TOO_LARGE = "image_too_large"
     TOO_SMALL = "image_too_small"
     BAD_ASPECT_RATIO = "bad_aspect_ratio"
+    TOO_COMPLEX = "image_too_complex"  # more markers, chunks, scans or directory entries than are walked
 
 
 _ON_THE_WIRE = re.compile(rf"\b({'|'.join(p.value for p in Problem)}): (.*)", re.DOTALL)

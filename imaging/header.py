@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from imaging import structure
 from imaging.errors import ImageError, Problem
 from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 
@@ -19,6 +20,8 @@ from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IM
 SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                      "BMP": "image/bmp", "TIFF": "image/tiff"}  # fmt: skip
 MEDIA_TYPES = tuple(dict.fromkeys(SUPPORTED_FORMATS.values()))
+# The only Pillow plugins tried: other formats (GIF, PSD, ICNS...) are never parsed, only refused.
+_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
@@ -54,18 +57,29 @@ def read_header(data: bytes, limits: Limits) -> Header:
     """The header, or an ``ImageError`` saying why the file is refused."""
     if not data:
         raise ImageError(Problem.EMPTY, "the request carries no image bytes")
+    sniffed = _sniff(data)
+    multipage = False
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        # Bounded walks first: Pillow's own walks over markers and chunks are unbounded and in Python.
+        if sniffed == "JPEG":
+            structure.jpeg_scans(data, first_scan_only=True)
+        elif sniffed == "PNG":
+            data = structure.png_without_metadata(data, up_to_image_data=True)
+        elif sniffed == "TIFF":
+            multipage = structure.tiff_is_multipage(data)
+        with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as image:
             kind = image.format or ""
             width, height = image.size
-            # is_animated is read from the header for PNG, WebP and TIFF (no frame walk); MPO's second picture
-            # is a preview, not a frame.
-            animated = kind != "MPO" and getattr(image, "is_animated", False)
+            # is_animated is read from the header for PNG and WebP (no frame walk); TIFF's from its first
+            # directory above. MPO's second picture is a preview, not a frame.
+            animated = multipage if kind == "TIFF" else kind != "MPO" and getattr(image, "is_animated", False)
             orientation = _orientation(image) if kind in SUPPORTED_FORMATS else 1
+    except ImageError:
+        raise
     except Image.DecompressionBombError:
         raise ImageError(Problem.TOO_LARGE, f"the image is over the limit of {limits.max_pixels:,} pixels") from None
     except UnidentifiedImageError:
-        if sniffed := _sniff(data):
+        if sniffed:
             raise ImageError(Problem.CORRUPT, f"this looks like a {sniffed} with a corrupt header") from None
         raise ImageError(Problem.UNSUPPORTED, f"not a supported image; send one of {', '.join(MEDIA_TYPES)}") from None
     except Exception as exc:  # a corrupt header: Pillow raises assorted errors
@@ -83,7 +97,14 @@ def read_header(data: bytes, limits: Limits) -> Header:
 
 def _orientation(image: Image.Image) -> int:
     try:
-        value = image.getexif().get(_ORIENTATION_TAG, 1)
+        if image.format == "PNG":
+            # Pillow's PNG getexif() decodes the whole image to look for an eXIf chunk after the pixels (seconds
+            # for a crafted file, on the event loop): only the one before the pixels, as writers place it, counts.
+            exif = Image.Exif()
+            exif.load(image.info.get("exif", b""))
+        else:
+            exif = image.getexif()
+        value = exif.get(_ORIENTATION_TAG, 1)
     except Exception:  # a corrupt EXIF block does not make the picture unreadable: show it as stored
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1

@@ -58,6 +58,77 @@ def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
     return jpeg[: at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9 :]
 
 
+def _png_chunks_around(png: bytes, before: bytes, after: bytes) -> bytes:
+    """The PNG with ``before`` inserted after its IHDR and ``after`` after its last image data chunk."""
+    end_of_ihdr, iend = 8 + 25, png.rindex(b"IEND") - 4
+    return png[:end_of_ihdr] + before + png[end_of_ihdr:iend] + after + png[iend:]
+
+
+def _text_bomb(inflated: int) -> bytes:
+    """A zTXt chunk of a few KB that inflates to ``inflated`` bytes."""
+    return _chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * inflated, 9))
+
+
+def _progressive_scans(photo: np.ndarray, scans: int) -> bytes:
+    """A small progressive JPEG whose last scan is repeated ``scans`` times: each costs libjpeg a full pass."""
+    data = cv2.imencode(".jpg", photo[:64, :64], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    last = data.rindex(b"\xff\xda")  # entropy-coded data never holds FF DA (0xFF is stuffed)
+    return data[:last] + data[last:-2] * scans + data[-2:]
+
+
+def _tiff_chain(photo: np.ndarray, directories: int) -> bytes:
+    """A TIFF whose first directory links to a chain of ``directories`` one-entry directories (frame counting)."""
+    data = bytearray(_pillow([cv2.cvtColor(photo[:64, :64], cv2.COLOR_BGR2RGB)], "TIFF"))
+    first = struct.unpack_from("<I", data, 4)[0]
+    next_at = first + 2 + 12 * struct.unpack_from("<H", data, first)[0]
+    struct.pack_into("<I", data, next_at, len(data))
+    next_offsets = [len(data) + 18 * i for i in range(1, directories)] + [0]
+    return bytes(data) + b"".join(struct.pack("<HHHIII", 1, 256, 4, 1, 64, at) for at in next_offsets)
+
+
+def _tiff_wide_directory(photo: np.ndarray, entries: int) -> bytes:
+    """A TIFF whose first directory declares ``entries`` entries (Pillow loads each in Python)."""
+    data = _pillow([cv2.cvtColor(photo[:64, :64], cv2.COLOR_BGR2RGB)], "TIFF")
+    first = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, first)[0]
+    end = first + 2 + 12 * count
+    extra = b"".join(struct.pack("<HHII", 50_000 + i % 10_000, 3, 1, 0) for i in range(entries - count))
+    return data[:first] + struct.pack("<H", entries) + data[first + 2 : end] + extra + b"\0\0\0\0" + data[end + 4 :]
+
+
+def _gif_comments(photo: np.ndarray, size: int) -> bytes:
+    """A GIF with ``size`` bytes of one-byte comment blocks before its image (Pillow walks them in Python)."""
+    gif = _pillow([cv2.cvtColor(photo[:64, :64], cv2.COLOR_BGR2RGB)], "GIF")
+    at = gif.index(b"\x2c")  # the image descriptor
+    return gif[:at] + b"\x21\xfe\x01a\x00" * (size // 5) + gif[at:]
+
+
+def abusive_structure(photo: np.ndarray, size: int) -> list[tuple[str, bytes, str, int]]:
+    """``(name, file, media type, status)`` for files of up to ``size`` bytes whose structure made Pillow, libjpeg
+    or libpng work for seconds (measured before the bounded walks: 6 to 50 s each). The gateway refuses most
+    from the header; a few only Triton's decode step sees (its refusal comes back as the same 4xx)."""
+    rgb = cv2.cvtColor(photo[:64, :64], cv2.COLOR_BGR2RGB)
+    jpeg, png = _jpeg(photo[:64, :64]), _png(photo[:64, :64])
+    empty_chunk = _chunk(b"abCd", b"")
+    return [
+        ("jpeg: 10 MB of empty APP1 segments", jpeg[:2] + b"\xff\xe1\x00\x02" * (size // 4) + jpeg[2:],
+         "image/jpeg", 422),
+        ("jpeg: 10 MB of fill bytes", jpeg[:2] + b"\xff" * size + jpeg[2:], "image/jpeg", 422),
+        ("jpeg: 10 MB of FF 00 pairs", jpeg[:2] + b"\xff\x00" * (size // 2) + jpeg[2:], "image/jpeg", 422),
+        ("progressive jpeg with 3,000 scans", _progressive_scans(photo, 3000), "image/jpeg", 422),
+        ("png: 10 MB of empty chunks before the image data", _png_chunks_around(png, empty_chunk * (size // 12), b""),
+         "image/png", 422),
+        ("png: 10 MB of empty chunks after the image data", _png_chunks_around(png, b"", empty_chunk * (size // 12)),
+         "image/png", 422),
+        ("png: 1,000 text bombs before the image data", _png_chunks_around(png, _text_bomb(1 << 20) * 1000, b""),
+         "image/png", 422),
+        ("tiff: 500,000 chained directories", _tiff_chain(photo, 500_000), "image/tiff", 422),
+        ("tiff: 65,535 entries in the first directory", _tiff_wide_directory(photo, 65_535), "image/tiff", 422),
+        ("gif: 10 MB of comment blocks", _gif_comments(photo, size), "image/gif", 415),
+        ("webp: animated, 300 frames", _pillow([rgb, rgb[::-1]] * 150, "WEBP"), "image/webp", 422),
+    ]  # fmt: skip
+
+
 def _raw(data: bytes, content_type: str | None, **headers: str) -> dict[str, Any]:
     sent = dict(headers)
     if content_type is not None:
@@ -164,6 +235,10 @@ def corpus(photo: np.ndarray, max_body_bytes: int) -> list[Case]:
         Case("items: garbage cursor", "GET", f"{items}?cursor=%%%garbage", 422),
         Case("items: unknown id", "GET", f"{items}/does-not-exist", 404),
     ]  # fmt: skip
+    cases += [
+        Case(name, "POST", classify, status, _raw(data, media_type))
+        for name, data, media_type, status in abusive_structure(photo, max_body_bytes - (64 << 10))
+    ]
     return cases
 
 
@@ -179,4 +254,9 @@ def unusual_but_valid(photo: np.ndarray) -> dict[str, tuple[bytes, str]]:
         "png labelled image/jpeg": (_png(photo), "image/jpeg"),
         "bmp": (cv2.imencode(".bmp", photo)[1].tobytes(), "image/bmp"),
         "single-page tiff": (_pillow([rgb], "TIFF"), "image/tiff"),
+        # 3 MB of text chunks inflating to 5 GB, which libpng inflated even after the pixels (30 s): dropped unread.
+        "png with text bombs around the pixels": (
+            _png_chunks_around(_png(photo), _text_bomb(1 << 20) * 8, _text_bomb(4 << 20) * 1200),
+            "image/png",
+        ),
     }
