@@ -49,7 +49,7 @@ class Error(Enum):
     NOT_FOUND = "not_found", 404, "no such route, item or asset"
     MODEL_NOT_FOUND = "model_not_found", 404, "Triton's repository has no model of that name"
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "the route does not take this method"
-    REQUEST_TIMEOUT = "request_timeout", 408, "the request head did not arrive in time"
+    REQUEST_TIMEOUT = "request_timeout", 408, "the request head or an image body did not arrive in time"
     WRITE_CONFLICT = "write_conflict", 409, "lost too many races for this item; retry after `Retry-After` seconds"
     MODEL_CONTROL_FAILED = "model_control_failed", 409, "Triton refused the load or unload (its message says why)"
     PRECONDITION_FAILED = "precondition_failed", 412, "`If-Match` does not name the item's current version"

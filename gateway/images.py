@@ -13,8 +13,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+from fastapi import Request
+
 from gateway.budget import Budget
 from gateway.errors import ApiError, Error
+from gateway.settings import Settings
+from gateway.uploads import BodyBytes, Pace, image_parts
 from imaging import Header, ImageError, Limits, read_header
 
 T = TypeVar("T")
@@ -31,16 +35,57 @@ class Admission:
     """At most ``pixel_budget`` decoded pixels in flight for this process's requests, each image of a batch
     counted, so a flood of large images is refused (429) instead of piling up in Triton."""
 
-    def __init__(self, limits: Limits, pixel_budget: int, retry_after_s: int) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        pixel_budget: int,
+        retry_after_s: int,
+        max_body_bytes: int = Settings.model_fields["max_body_bytes"].default,
+        body_bytes_budget: int = Settings.model_fields["max_body_bytes_in_flight"].default,
+        pace: Pace | None = None,
+    ) -> None:
         self.limits = limits
         self.pixels = Budget(pixel_budget)
         self.retry_after_s = retry_after_s
+        self.max_body_bytes = max_body_bytes
+        self.body_bytes = BodyBytes(body_bytes_budget, retry_after_s)
+        self.pace = pace or Pace()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Admission:
+        return cls(
+            Limits(settings.max_image_pixels, settings.min_image_side, settings.max_aspect_ratio),
+            pixel_budget=settings.max_pixels_in_flight,
+            retry_after_s=settings.retry_after_s,
+            max_body_bytes=settings.max_body_bytes,
+            body_bytes_budget=settings.max_body_bytes_in_flight,
+            pace=Pace(settings.body_timeout_s, settings.body_min_bytes_per_s, settings.body_grace_s),
+        )
+
+    @asynccontextmanager
+    async def received(self, request: Request, max_files: int) -> AsyncIterator[list[Upload]]:
+        """The request's images read (at ``pace``, their bytes held in the body budget), headers checked and
+        pixels held until the block ends. Take an inference slot inside this block, never around it: a slow
+        client then holds only the bytes it sent, not capacity."""
+        try:
+            parts = await image_parts(request, self.max_body_bytes, max_files, self.pace, self.body_bytes)
+            async with self.admitted(parts) as uploads:
+                yield uploads
+        finally:
+            self.body_bytes.give_back(request)
 
     @asynccontextmanager
     async def admitted(self, parts: list[tuple[str, bytes]]) -> AsyncIterator[list[Upload]]:
-        """Every part's header checked, then their pixels held until the block ends."""
+        """Every part's header checked, then their pixels held until the block ends. Each image of a batch counts:
+        a batch over the whole budget is refused (413), never admitted as one oversized ask."""
         uploads = [Upload(name, data, _named(name, read_header, data, self.limits)) for name, data in parts]
         pixels = sum(upload.header.pixels for upload in uploads)
+        if len(uploads) > 1 and pixels > self.pixels.capacity:
+            raise ApiError(
+                Error.IMAGE_TOO_LARGE,
+                f"the {len(uploads)} images total {pixels:,} pixels, over this process's budget of "
+                f"{self.pixels.capacity:,}; send fewer or smaller images per request",
+            )
         if not self.pixels.try_take(pixels):
             raise ApiError(Error.OVERLOADED, "too many image pixels are being processed; retry shortly",
                 {"Retry-After": str(self.retry_after_s)},

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.uploads import Pace
 from triton_repository import names
 from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 
@@ -49,6 +50,14 @@ class Settings(BaseSettings):
     max_pixels_in_flight: int = Field(
         400_000_000, ge=1, description="decoded pixels held at once per process (about 3 bytes each)"
     )
+    max_body_bytes_in_flight: int = Field(
+        512 * 1024 * 1024, ge=1024, description="image body bytes held at once per process; more get 429"
+    )
+    body_timeout_s: float = Field(Pace.timeout_s, gt=0, description="an image body arrives whole within this, else 408")
+    body_min_bytes_per_s: int = Field(
+        Pace.min_bytes_per_s, ge=1, description="after body_grace_s an image body must average this rate (else 408)"
+    )
+    body_grace_s: float = Field(Pace.grace_s, ge=0, description="time before body_min_bytes_per_s applies")
 
     # Items (CRUD).
     item_store: Literal["sqlite", "dynamodb"] = "sqlite"
