@@ -21,11 +21,11 @@ from bench.costs import DEFAULT_PRICES, load_prices
 from bench.loadgen import Timing
 from bench.report import summary, write_report
 from bench.run import RunOptions, benchmark, sweep
-from bench.stack import ServiceError, say
+from bench.stack import say
 from bench.suite import Plan, ScenarioFailed
 from bench.sweep import SweepPlan
 from bench.variants import MissingExport
-from launcher.triton import TritonError
+from launcher.process import ServiceError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.phone_levels,
             )  # fmt: skip
             report = benchmark(options, plan, workdir)
-    except (MissingExport, ScenarioFailed, ServiceError, TritonError) as exc:
+    except (MissingExport, ScenarioFailed, ServiceError) as exc:  # Triton's errors are ServiceErrors
         say(f"failed: {exc}")
         say(f"logs kept in {workdir}")
         return 1

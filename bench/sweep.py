@@ -17,9 +17,10 @@ from pathlib import Path
 from bench import scenarios as sc
 from bench.loadgen import LevelResult, Timing, run_level
 from bench.results import Level, Scenario, Section
-from bench.stack import free_ports, say
+from bench.stack import say
 from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import batching_of, exported_model, sweep_repository
+from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
 from triton_repository.configs import Batching
 

@@ -28,13 +28,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from triton_repository.configs import MAX_BLUR  # larger sizes are clamped to it; even ones act as the next odd
 from triton_repository.names import APERTURE_SIZE, BLUR, EDGE_MAP, GRAY, HIGH, IMAGE, L2_GRADIENT, LOW
 
 DEFAULT_LOW = 100.0
 DEFAULT_HIGH = 200.0
 DEFAULT_APERTURE = 3
 APERTURES = (3, 5, 7)  # cv2.Canny's; other values are clamped: below 4 -> 3, 4 and 5 -> 5, above -> 7
-MAX_BLUR = 31  # largest Gaussian kernel; larger sizes are clamped to it, even sizes act as the next odd one
 OPTIONAL_INPUTS = (LOW, HIGH, APERTURE_SIZE, L2_GRADIENT, GRAY, BLUR)
 
 # cvtColor BGR2GRAY on 8-bit images, B, G, R in Q15: equal to cv2 on all 2**24 colours.

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from triton_repository.configs import PreprocessSpec
 
+DEFAULT_SPEC = PreprocessSpec()
 IMAGENET_MEAN = PreprocessSpec.mean
 IMAGENET_STD = PreprocessSpec.std
 
@@ -27,7 +28,7 @@ def resized_size(height: int, width: int, resize: int) -> tuple[int, int]:
 
 
 def reference_preprocess(
-    image_bgr: np.ndarray, spec: PreprocessSpec = PreprocessSpec(), interpolation: int = cv2.INTER_LINEAR
+    image_bgr: np.ndarray, spec: PreprocessSpec = DEFAULT_SPEC, interpolation: int = cv2.INTER_LINEAR
 ) -> np.ndarray:
     """The hand-written OpenCV + numpy pipeline: ``uint8 [H, W, 3]`` BGR -> ``float32 [3, crop, crop]``.
 
@@ -48,7 +49,7 @@ def _const(name: str, values: object, dtype: type = np.int64) -> onnx.TensorProt
     return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
 
 
-def build_preprocess_model(spec: PreprocessSpec = PreprocessSpec(), opset: int = 17) -> onnx.ModelProto:
+def build_preprocess_model(spec: PreprocessSpec = DEFAULT_SPEC, opset: int = 17) -> onnx.ModelProto:
     """``IMAGE uint8 [N, H, W, 3]`` BGR -> ``INPUT float32 [N, 3, crop, crop]``, sizes computed at run time.
 
     ``N`` is Triton's batch dimension (images of one size); the resize runs in float on NHWC with

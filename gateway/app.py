@@ -17,7 +17,6 @@ from gateway.items.store import ItemStoreError
 from gateway.observability import Metrics, ObservabilityMiddleware
 from gateway.routes import health, images, items, models, ui
 from gateway.settings import Settings
-from imaging import Limits
 
 DESCRIPTION = """
 REST in front of NVIDIA Triton. The compute-heavy routes (`/v1/classify`, `/v1/edges`) decode the image on the
@@ -39,11 +38,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.inference = Inference(settings, metrics, triton_client(settings))
         app.state.items = await open_item_store(settings)
-        app.state.admission = Admission(
-            Limits(settings.max_image_pixels, settings.min_image_side, settings.max_aspect_ratio),
-            pixel_budget=settings.max_pixels_in_flight,
-            retry_after_s=settings.retry_after_s,
-        )
+        app.state.admission = Admission.from_settings(settings)
         metrics.watch("inference_slots", lambda: app.state.inference.inflight)
         metrics.watch("pixels", lambda: app.state.admission.pixels)
         try:

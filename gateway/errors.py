@@ -63,8 +63,10 @@ class Error(Enum):
     ANIMATED_IMAGE = Problem.ANIMATED.value, 422, "animated and multi-frame images are not classified"
     IMAGE_TOO_SMALL = Problem.TOO_SMALL.value, 422, "a side of the image is under the minimum"
     BAD_ASPECT_RATIO = Problem.BAD_ASPECT_RATIO.value, 422, "the image is too elongated"
-    IMAGE_TOO_COMPLEX = Problem.TOO_COMPLEX.value, 422, (
-        "the file's structure is abusive: more markers, chunks, progressive scans or directory entries than read"
+    IMAGE_TOO_COMPLEX = (
+        Problem.TOO_COMPLEX.value,
+        422,
+        ("the file's structure is abusive: more markers, chunks, progressive scans or directory entries than read"),
     )
     INVALID_IMAGE = "invalid_image", 422, "Triton refused the input for another reason (its message says which)"
     MALFORMED_MULTIPART = "malformed_multipart", 422, "the multipart body could not be parsed"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 import tritonclient.grpc.aio as triton
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
@@ -33,6 +35,11 @@ CHANNEL_ARGS = [
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+# The readiness probe: the smallest image the upload rules admit, run through each model once a second at most.
+PROBE_IMAGE = bytes(cv2.imencode(".png", np.full((8, 8, 3), 128, np.uint8))[1])
+PROBE_TTL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ class Inference:
         self.latency = metrics.triton_latency
         self.answers = metrics.triton_answers
         self._weights: str | None = None
+        self._probed_at = -PROBE_TTL_S
+        self._probe: dict[str, str] = {}
         self._steps: list[Any] | None = None
 
     async def close(self) -> None:
@@ -171,6 +180,10 @@ class Inference:
             _encoded(encoded),
             _tensor(names.LOW, np.array([[parameters.low]], np.float32)),
             _tensor(names.HIGH, np.array([[parameters.high]], np.float32)),
+            _tensor(names.APERTURE_SIZE, np.array([[parameters.aperture_size]], np.int32)),
+            _tensor(names.L2_GRADIENT, np.array([[parameters.l2_gradient]], np.bool_)),
+            _tensor(names.GRAY, np.array([[parameters.gray]], np.bool_)),
+            _tensor(names.BLUR, np.array([[parameters.blur]], np.int32)),
         ]
         output = [triton.InferRequestedOutput(names.EDGE_MAP)]
         result = await self._infer(self.settings.edges_model, inputs, output, self.settings.edges_timeout_s)
@@ -208,7 +221,24 @@ class Inference:
             states = {m: await self.client.is_model_ready(m, client_timeout=1.0) for m in models}
         except InferenceServerException as exc:
             return {"triton": f"unavailable: {exc.message()}"} | {m: "unknown" for m in models}
-        return {"triton": "ready"} | {m: "ready" if ok else "not ready" for m, ok in states.items()}
+        serving = await self._serving() if all(states.values()) else {}
+        return {"triton": "ready"} | {m: serving.get(m, "ready") if ok else "not ready" for m, ok in states.items()}
+
+    async def _serving(self) -> dict[str, str]:
+        """Whether each model really answers, from a tiny inference: Triton reports a model ready even when its
+        stub processes died. Remembered for a second, so polling /readyz cannot turn into load on Triton."""
+        now = time.monotonic()
+        if now - self._probed_at > PROBE_TTL_S:
+            self._probed_at = now
+            classify = self.classify(PROBE_IMAGE, 1)
+            edges = self.edges(PROBE_IMAGE, CannyParameters())
+            outcomes = await asyncio.gather(classify, edges, return_exceptions=True)
+            models = (self.settings.classify_model, self.settings.edges_model)
+            self._probe = {
+                model: f"not serving: {outcome.message}" for model, outcome in zip(models, outcomes, strict=True)
+                if isinstance(outcome, ApiError)
+            }  # fmt: skip
+        return self._probe
 
 
 def _request_id() -> str:
@@ -236,7 +266,8 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
         return ApiError(Error.TRITON_QUEUE_FULL, "Triton's queue is full; retry shortly", retry)
     if "unknown model" in message and "version" in message:  # a pinned version that is not (or no longer) served
         return ApiError(Error.MODEL_VERSION_UNAVAILABLE, f"Triton does not serve it: {message}", retry)
-    if "UNAVAILABLE" in status or "unknown model" in message:  # a restarting Triton has not loaded it yet
+    if "UNAVAILABLE" in status or "unknown model" in message or "is not healthy" in message:
+        # A restarting Triton has not loaded it yet, or a model's stub process died (the launcher restarts it).
         return ApiError(Error.TRITON_UNAVAILABLE, f"Triton is unavailable: {message}", retry)
     if "INVALID_ARGUMENT" in status:
         if refused := ImageError.from_message(message):

@@ -1,23 +1,30 @@
 """``python -m launcher``: Triton and the gateway on this machine, ready for a first request; Ctrl-C stops both.
 
-This is what ``make serve`` runs. It exports the model first when the repository has no ONNX files.
+This is what ``make serve`` runs. It exports the model first when the repository has no ONNX files, checks
+every port before it starts anything, writes each run's logs under ``build/logs/<time>/``, and supervises: a
+Triton that exits, or loses a python-backend stub process, is restarted (with backoff) while the gateway stays
+up answering 503; a gateway that exits is restarted too.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from launcher.triton import Ports, TritonError, TritonServer
+from launcher.process import Service, ServiceError, http_ok, taken_ports
+from launcher.supervise import Backoff, TritonWatch
+from launcher.triton import Ports, TritonServer
+from triton_repository import names
+from triton_repository.configs import CONFIG_FILE, read_config, weights_of
 
 ROOT = Path(__file__).resolve().parent.parent
+RESTART_STOP_S = 3.0  # a broken Triton gets this long to stop before SIGKILL: its in-flight requests fail anyway
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,11 +33,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--host", default="127.0.0.1", help="gateway address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="gateway port (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
-    parser.add_argument("--triton-http-port", type=int, default=8000)
-    parser.add_argument("--triton-grpc-port", type=int, default=8001)
-    parser.add_argument("--triton-metrics-port", type=int, default=8002)
-    parser.add_argument("--gateway-shutdown-s", type=float, default=20.0, help="graceful shutdown bound")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (default: %(default)s)")
+    parser.add_argument("--triton-http-port", type=int, default=8000, help="(default: %(default)s)")
+    parser.add_argument("--triton-grpc-port", type=int, default=8001, help="(default: %(default)s)")
+    parser.add_argument("--triton-metrics-port", type=int, default=8002, help="(default: %(default)s)")
+    parser.add_argument(
+        "--logs", type=Path, default=ROOT / "build" / "logs", help="each run's logs go in a folder here"
+    )
+    parser.add_argument("--gateway-shutdown-s", type=float, default=20.0, help="graceful shutdown bound (seconds)")
     return parser.parse_args(argv)
 
 
@@ -57,41 +67,19 @@ def sample_image() -> Path:
     return path
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the gateway exited with code {process.returncode} (its log is above)")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"the gateway was not ready after {timeout_s:.0f} s; see {url}/readyz")
+def weights_line(repository: Path) -> str:
+    """What the served ResNet learnt, loudly when it learnt nothing."""
+    weights = weights_of(read_config(repository / names.CLASSIFY / CONFIG_FILE))
+    if weights.startswith("seed:"):
+        return (
+            f"  Weights   {weights}\n"
+            "            RANDOM weights: every label is a guess. For real ones: python -m export --weights imagenet"
+        )
+    return f"  Weights   {weights}"
 
 
-def stop_gateway(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    ensure_models(args.repository, args.model)
-    ports = Ports(args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port)
-    triton = TritonServer(args.repository, ports, log_path=ROOT / "build" / "tritonserver.log")
-    say(f"starting Triton (HTTP {ports.http}, gRPC {ports.grpc}, metrics {ports.metrics}); log: {triton.log_path}")
-    started = time.monotonic()
-    try:
-        triton.start()
-    except TritonError as exc:
-        say(f"Triton did not start: {exc}")
-        return 1
-    say(f"Triton ready in {time.monotonic() - started:.1f} s; starting the gateway")
+def gateway_service(args: argparse.Namespace, triton: TritonServer, log: Path) -> Service:
+    url = f"http://{args.host}:{args.port}"
     env = {
         **os.environ,
         "GATEWAY_HOST": args.host,
@@ -100,7 +88,33 @@ def main(argv: list[str] | None = None) -> int:
         "GATEWAY_TRITON_URL": triton.grpc_url,
         "GATEWAY_SHUTDOWN_TIMEOUT_S": str(args.gateway_shutdown_s),
     }
-    gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, cwd=ROOT, start_new_session=True)
+    return Service("gateway", [sys.executable, "-m", "gateway"], log, lambda: http_ok(f"{url}/healthz"), env, ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ports = Ports(args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port)
+    wanted = {
+        "gateway": args.port,
+        "Triton HTTP": ports.http,
+        "Triton gRPC": ports.grpc,
+        "Triton metrics": ports.metrics,
+    }
+    if taken := taken_ports(wanted):
+        say(f"port(s) already in use: {', '.join(taken)}. Stop what holds them, or choose others (--help lists them)")
+        return 1
+    ensure_models(args.repository, args.model)
+    logs = args.logs / time.strftime("%Y%m%d-%H%M%S")
+    triton = TritonServer(args.repository, ports, log_path=logs / "tritonserver.log")
+    gateway = gateway_service(args, triton, logs / "gateway.log")
+    say(f"starting Triton (HTTP {ports.http}, gRPC {ports.grpc}, metrics {ports.metrics}); logs: {logs}")
+    started = time.monotonic()
+    try:
+        triton.start()
+    except ServiceError as exc:
+        say(f"Triton did not start: {exc}")
+        return 1
+    say(f"Triton ready in {time.monotonic() - started:.1f} s; starting the gateway")
     # Ctrl-C reaches only us (the children have their own sessions): we stop them in order, gateway first.
     stopping = False
 
@@ -113,30 +127,54 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{args.host}:{args.port}"
     code = 0
     try:
-        wait_ready(url, gateway)
+        gateway.start(timeout_s=60)
         print(
-            f"\n  Gateway   {url}   (docs: {url}/docs, metrics: {url}/metrics)"
+            f"\n  Gateway   {url}   (try it: {url}/, docs: {url}/docs, metrics: {url}/metrics)"
             f"\n  Triton    gRPC {triton.grpc_url}   HTTP {triton.http_url}   metrics {triton.metrics_url}"
+            f"\n{weights_line(args.repository)}"
+            f"\n  Logs      {logs}"
             f"\n\n  Try it:\n    curl -s -H 'Content-Type: image/jpeg' --data-binary @{sample_image()} "
             f"'{url}/v1/classify?top_k=3'\n\n  Ctrl-C stops both.\n",
             file=sys.stderr,
             flush=True,
         )
-        while not stopping:
-            if gateway.poll() is not None or triton.process is None or triton.process.poll() is not None:
-                say("a process exited unexpectedly; stopping")
-                code = 1
-                break
-            time.sleep(0.2)
-    except RuntimeError as exc:
+        supervise(triton, gateway, lambda: stopping)
+    except ServiceError as exc:
         say(str(exc))
         code = 1
     say("stopping the gateway (in-flight requests finish first)")
-    stop_gateway(gateway, args.gateway_shutdown_s + 5)
+    gateway.stop(args.gateway_shutdown_s + 5)
     say("stopping Triton")
     triton.stop()
     say("stopped")
     return code
+
+
+def supervise(triton: TritonServer, gateway: Service, stopping: Callable[[], bool]) -> None:
+    """Restart what dies until asked to stop; the gateway keeps answering (503) while Triton comes back."""
+    watch = TritonWatch(triton)
+    triton_backoff, gateway_backoff = Backoff(), Backoff()
+    while not stopping():
+        if problem := watch.problem():
+            say(f"Triton {problem}; its log: {triton.log_path}. Restarting it (the gateway answers 503 meanwhile)")
+            triton.stop(timeout_s=RESTART_STOP_S)
+            try:
+                triton_backoff.wait(stopping)
+                triton.start()
+                watch = TritonWatch(triton)
+                say("Triton is back")
+                triton_backoff.reset()
+            except ServiceError as exc:
+                say(f"Triton did not come back: {exc}")
+        if not gateway.alive():
+            say(f"the gateway exited (code {gateway.stop()}); its log: {gateway.log_path}. Restarting it")
+            try:
+                gateway_backoff.wait(stopping)
+                gateway.start(timeout_s=60)
+                gateway_backoff.reset()
+            except ServiceError as exc:
+                say(f"the gateway did not come back: {exc}")
+        time.sleep(0.25)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.process import Service, ServiceError, http_ok, taken_ports
 from triton_repository.runtime import MissingModelFile, materialise, refresh
 
 NGC_ROOT = Path("/opt/tritonserver")
@@ -29,8 +26,13 @@ _ERROR_LINE = re.compile(r"^E\d{4} |UNAVAILABLE|^error:")
 _CPU_ONLY_NOISE = re.compile(r"CudaDriverHelper|CUDA|DCGM|NVML")  # logged on every start without a GPU
 
 
-class TritonError(RuntimeError):
-    """Triton could not be found, started, or made ready; the message says why."""
+# Triton could not be found, started, or made ready; the message says why (one error for every server).
+TritonError = ServiceError
+
+
+def _worth_showing(line: str) -> bool:
+    """Failed models, bind errors: not the CUDA warnings every start without a GPU logs."""
+    return bool(_ERROR_LINE.search(line)) and not _CPU_ONLY_NOISE.search(line)
 
 
 @dataclass(frozen=True)
@@ -79,16 +81,6 @@ def find_install(cache: Path) -> Install:
     return Install(root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR"))))
 
 
-def port_is_free(port: int, address: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def _gpu_present() -> bool:
     return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
 
@@ -117,8 +109,12 @@ class TritonServer:
         # Everything loads at start either way; explicit control also lets the load/unload API add and drop model
         # versions while Triton serves (Triton's "none" mode refuses those calls).
         self.explicit_model_control = explicit_model_control
-        self.process: subprocess.Popen[bytes] | None = None
+        self.service: Service | None = None
         self._workdir: Path | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.service.process if self.service else None
 
     @property
     def grpc_url(self) -> str:
@@ -155,9 +151,9 @@ class TritonServer:
         ]
 
     def start(self) -> TritonServer:
-        taken = [p for p in (self.ports.http, self.ports.grpc, self.ports.metrics) if not port_is_free(p, self.address)]
-        if taken:
-            raise TritonError(f"port(s) {', '.join(map(str, taken))} on {self.address} already in use")
+        ports = {"Triton HTTP": self.ports.http, "Triton gRPC": self.ports.grpc, "Triton metrics": self.ports.metrics}
+        if taken := taken_ports(ports, self.address):
+            raise TritonError(f"port(s) already in use on {self.address}: {', '.join(taken)}")
         install = find_install(self.cache)
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
         python_env = sys.prefix if sys.prefix != sys.base_prefix else None
@@ -172,17 +168,10 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             [*map(str, install.library_paths), *filter(None, [env.get("LD_LIBRARY_PATH")])]
         )
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command(install, repository), stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,  # Ctrl-C in a terminal reaches us; we stop Triton in order
-            )  # fmt: skip
         self.log_path = log_path
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        command = self.command(install, repository)
+        self.service = Service("tritonserver", command, log_path, self.is_ready, env, important=_worth_showing)
+        self.service.start(self.startup_timeout_s)
         return self
 
     def refresh_repository(self) -> list[Path]:
@@ -195,43 +184,32 @@ class TritonServer:
         except MissingModelFile as exc:
             raise TritonError(str(exc)) from None
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise TritonError(f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}")
-            if self.is_ready():
-                return
-            time.sleep(0.2)
-        raise TritonError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
-
     def is_ready(self) -> bool:
-        url = f"{self.http_url}/v2/health/ready"
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
-            return answer.status == 200
-        return False
+        return http_ok(f"{self.http_url}/v2/health/ready", timeout_s=1)
 
     def log_tail(self, lines: int = 15) -> str:
         """The log's error lines (failed models, bind errors), else its last lines: what a user needs."""
-        if not self.log_path or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(errors="replace").splitlines()
-        errors = [line for line in text if _ERROR_LINE.search(line) and not _CPU_ONLY_NOISE.search(line)]
-        return "\n".join((errors or text)[-lines:]) + f"\n(full log: {self.log_path})"
+        return self.service.log_tail(lines) if self.service else "(no log)"
 
-    def stop(self) -> int | None:
-        """SIGTERM, then wait Triton's own exit timeout (plus slack) before SIGKILL; returns the exit code."""
-        code = None
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                code = self.process.wait(timeout=self.exit_timeout_s + 5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                code = self.process.wait()
-        elif self.process is not None:
-            code = self.process.returncode
+    def stub_pids(self) -> set[int]:
+        """The python-backend stub processes Triton runs (one per model instance here): a stub that dies leaves
+        its model answering errors while Triton still says ready, so the launcher watches them."""
+        if not self.process:
+            return set()
+        parent = str(self.process.pid)
+        stubs = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                name, rest = stat.read_text().rsplit(")", 1)
+                state, ppid = rest.split()[:2]
+                if name.endswith("(triton_python_b") and ppid == parent and state != "Z":  # a dead one is a zombie
+                    stubs.add(int(stat.parent.name))
+        return stubs
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM, then wait ``timeout_s`` (default: Triton's own exit timeout plus slack) before SIGKILL; returns
+        the exit code. A Triton with a dead stub never finishes its graceful stop: restart it with a short one."""
+        code = self.service.stop(timeout_s or self.exit_timeout_s + 5) if self.service else None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

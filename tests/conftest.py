@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 
+from launcher.process import Service, http_ok, on_free_ports
 from launcher.triton import Ports, TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REPOSITORY = ROOT / "build" / "test-repository"
 TEST_MODEL = "resnet18"
 TEST_WEIGHTS = "seed:0"
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out; held open together so they are distinct."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +35,11 @@ def test_repository() -> Path:
 @pytest.fixture(scope="session")
 def triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    server = TritonServer(test_repository, Ports(*free_ports(3)), log_path=log, exit_timeout_s=10)
-    with server:
+    server = on_free_ports(3, lambda ports: TritonServer(test_repository, Ports(*ports), log_path=log).start())
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 def _bgr(rgb: np.ndarray) -> np.ndarray:
@@ -79,44 +65,28 @@ def photos() -> dict[str, np.ndarray]:
 class Gateway:
     """``python -m gateway`` as a real process (uvicorn) on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_ports(1)[0]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "GATEWAY_PORT": str(self.port), "GATEWAY_LOG_LEVEL": "info", **env}
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
+    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_LOG_LEVEL": "info", **env}
+        self.service = Service("gateway", [sys.executable, "-m", "gateway"], log_path, self.healthy, env, ROOT)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.service.process
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.url}/healthz", timeout_s=1)
 
     def start(self, timeout_s: float = 60) -> Gateway:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log_path.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        raise RuntimeError(f"gateway not up after {timeout_s} s:\n{self.log_path.read_text()}")
+        self.service.start(timeout_s)
+        return self
 
     def stop(self, timeout_s: float = 30) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return self.service.stop(timeout_s)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.service.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +99,7 @@ def gateway_factory(
     def start(**env: str) -> Gateway:
         folder = tmp_path_factory.mktemp("gateway")
         env.setdefault("GATEWAY_SQLITE_PATH", str(folder / "items.sqlite3"))
-        gateway = Gateway(env, folder / "gateway.log").start()
+        gateway = on_free_ports(1, lambda ports: Gateway(env, folder / "gateway.log", ports[0]).start())
         started.append(gateway)
         return gateway
 

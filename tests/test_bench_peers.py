@@ -3,7 +3,6 @@ answer the reference top-5 (OpenCV decode, reference preprocessing, the same mod
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,9 @@ import pytest
 
 from bench import peers
 from bench.inputs import PHOTOGRAPHS, photographs
-from bench.stack import HOST, Service, free_ports
 from export.preprocess import reference_preprocess
+from launcher.process import LOOPBACK as HOST
+from launcher.process import Service, free_ports
 from triton_repository.names import LABELS, PROBABILITIES
 
 MODEL = "resnet18"
@@ -30,15 +30,9 @@ def peer(
     (port,) = free_ports(1)
     command = [sys.executable, "-m", "bench.peers", request.param, "--repository", str(test_repository),
                "--model", MODEL, "--host", HOST, "--port", str(port)]  # fmt: skip
-    service = Service(
-        request.param, command, dict(os.environ), tmp_path_factory.mktemp("peer") / "log", f"http://{HOST}:{port}"
-    )
-    service.start()
-    try:
-        service.wait_ready("/health", 120)
+    log = tmp_path_factory.mktemp("peer") / "log"
+    with Service.http(request.param, command, log, f"http://{HOST}:{port}", "/health").start(120) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def _post(service: Service, body: bytes) -> httpx.Response:

@@ -18,9 +18,10 @@ from PIL import Image
 
 from export.preprocess import reference_preprocess
 from export.resnet import Classifier, load_backbone
+from launcher.process import free_ports
 from launcher.triton import TritonServer
+from tests.conftest import ROOT, TEST_MODEL, TEST_WEIGHTS, Gateway
 from triton_repository import names
-from tests.conftest import ROOT, TEST_MODEL, TEST_WEIGHTS, Gateway, free_ports
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
+from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
-from tests.conftest import TEST_MODEL, Gateway, free_ports
+from tests.conftest import TEST_MODEL, Gateway
 from tests.figures import FIGURES
 from triton_repository import configs, names
 from triton_repository.configs import Batching, PreprocessSpec

@@ -17,12 +17,12 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 
-from export.preprocess import PreprocessSpec
-from export.repository import Batching, resnet_config, write_configs
+from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
-from tests.conftest import TEST_MODEL, Gateway, free_ports
+from tests.conftest import TEST_MODEL, Gateway
 from tests.figures import FIGURES
 from tests.hostile import corpus, unusual_but_valid
+from triton_repository.configs import Batching, PreprocessSpec, resnet_config, write_configs
 
 pytestmark = pytest.mark.reliability
 JPEG = {"content-type": "image/jpeg"}

@@ -17,8 +17,9 @@ from tritonclient.utils import InferenceServerException
 
 from export.preprocess import reference_preprocess
 from export.resnet import Classifier, load_backbone
+from launcher.process import free_ports
 from launcher.triton import Ports, TritonError, TritonServer
-from tests.conftest import TEST_MODEL, TEST_WEIGHTS, free_ports
+from tests.conftest import TEST_MODEL, TEST_WEIGHTS
 from triton_repository import names
 from triton_repository.configs import Batching, PreprocessSpec, resnet_config, write_configs
 

@@ -19,7 +19,8 @@ from torchvision.models import ResNet18_Weights, get_model
 
 from export import weights
 from export.__main__ import main
-from tests.conftest import ROOT, free_ports
+from launcher.process import free_ports
+from tests.conftest import ROOT
 
 EXPECTED_FILE = Path(urlparse(ResNet18_Weights.DEFAULT.url).path).name  # resnet18-f37072fd.pth
 

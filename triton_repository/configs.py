@@ -232,7 +232,12 @@ def edges_config() -> dict[str, Any]:
     }
 
 
-CANNY_THREADS = 1
+# The edge detector's parameter ranges (cv2.Canny's apertures; Gaussian sizes are odd): the gateway validates
+# them, the graph clamps whatever reaches it straight.
+APERTURE_SIZES = (3, 5, 7)
+MAX_BLUR = 31
+# Both cores for one 12 MP edge map at concurrency 1; two instances still let two requests overlap.
+CANNY_THREADS = 2
 
 
 def model_configs(arch: str, spec: PreprocessSpec, batching: Batching, weights: str) -> dict[str, dict[str, Any]]:

@@ -16,8 +16,8 @@ from gateway.deps import AdmissionDep, InferenceDep, SettingsDep
 from gateway.errors import ApiError, Error, error_responses
 from gateway.images import Upload
 from gateway.inference import CannyParameters, Classification
-from gateway.uploads import image_parts
 from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
+from triton_repository.configs import APERTURE_SIZES, MAX_BLUR
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -45,7 +45,9 @@ _ERRORS = error_responses(
     Error.IMAGE_TOO_LARGE,
     Error.UNSUPPORTED_MEDIA_TYPE,
     Error.UNSUPPORTED_IMAGE,
+    Error.REQUEST_TIMEOUT,
     Error.INVALID_REQUEST,
+    Error.IMAGE_TOO_COMPLEX,
     Error.EMPTY_IMAGE,
     Error.CORRUPT_IMAGE,
     Error.ANIMATED_IMAGE,
@@ -103,6 +105,9 @@ def _answer(upload: Upload, result: Classification) -> dict[str, Any]:
 
 
 TopK = Annotated[int, Query(ge=1, le=20, description="how many classes to return")]
+ModelVersion = Annotated[
+    str, Query(pattern=r"^[1-9][0-9]{0,8}$", description="run this ResNet version (GET /v1/models); default: latest")
+]
 
 
 @router.post(
@@ -116,12 +121,15 @@ TopK = Annotated[int, Query(ge=1, le=20, description="how many classes to return
     responses=_ERRORS,
 )
 async def classify(
-    request: Request, inference: InferenceDep, admission: AdmissionDep, settings: SettingsDep, top_k: TopK = 5
+    request: Request,
+    inference: InferenceDep,
+    admission: AdmissionDep,
+    top_k: TopK = 5,
+    model_version: ModelVersion = "",
 ) -> Any:
-    async with inference.admitted():
-        parts = await image_parts(request, settings.max_body_bytes, max_files=1)
-        async with admission.admitted(parts) as [upload]:
-            return _answer(upload, await inference.classify(upload.data, top_k))
+    # The body first, then an inference slot: a slow client holds only the bytes it sent, not capacity.
+    async with admission.received(request, max_files=1) as [upload], inference.admitted():
+        return _answer(upload, await inference.classify(upload.data, top_k, model_version))
 
 
 @router.post(
@@ -134,10 +142,8 @@ async def classify(
 async def classify_batch(
     request: Request, inference: InferenceDep, admission: AdmissionDep, settings: SettingsDep, top_k: TopK = 5
 ) -> Any:
-    async with inference.admitted():
-        parts = await image_parts(request, settings.max_body_bytes, max_files=settings.max_batch_images)
-        async with admission.admitted(parts) as uploads:
-            results = await asyncio.gather(*(inference.classify(upload.data, top_k) for upload in uploads))
+    async with admission.received(request, max_files=settings.max_batch_images) as uploads, inference.admitted():
+        results = await asyncio.gather(*(inference.classify(upload.data, top_k) for upload in uploads))
     return {
         "results": [
             {"filename": upload.name, **_answer(upload, result)}
@@ -162,9 +168,10 @@ class EdgesSummary(BaseModel):
 
 @router.post(
     "/edges",
-    summary="Canny-style edge map of one image (an ONNX model on Triton)",
-    description="The same upload rules as `/v1/classify`. Answers a black-and-white PNG of the image's size, "
-    "or with `format=json` a summary with the edge-pixel count.",
+    summary="Edge map of one image: cv2.Canny as an ONNX model on Triton",
+    description="The same upload rules as `/v1/classify`. By default exactly `cv2.Canny(image, low, high)` on the "
+    "colour image (OpenCV's per-pixel strongest channel, no blur); `gray=true&blur=5` is a grayscale, blurred "
+    "variant. Answers a black-and-white PNG of the image's size, or with `format=json` a summary.",
     openapi_extra=_image_body("file", multiple=False),
     responses={
         200: {
@@ -178,17 +185,23 @@ async def edges(
     request: Request,
     inference: InferenceDep,
     admission: AdmissionDep,
-    settings: SettingsDep,
-    low: Annotated[float, Query(ge=0, le=10_000, description="hysteresis low threshold")] = 100.0,
-    high: Annotated[float, Query(ge=0, le=10_000, description="hysteresis high threshold")] = 200.0,
+    low: Annotated[float, Query(ge=0, le=10_000, description="cv2.Canny's threshold1 (hysteresis low)")] = 100.0,
+    high: Annotated[float, Query(ge=0, le=10_000, description="cv2.Canny's threshold2 (hysteresis high)")] = 200.0,
+    aperture_size: Annotated[int, Query(description="Sobel aperture: 3, 5 or 7 (cv2.Canny's apertureSize)")] = 3,
+    l2_gradient: Annotated[bool, Query(description="L2 gradient magnitude (cv2.Canny's L2gradient)")] = False,
+    gray: Annotated[bool, Query(description="convert to grayscale first (else OpenCV's colour gradient)")] = False,
+    blur: Annotated[int, Query(ge=0, le=MAX_BLUR, description="Gaussian blur size first: 0 (none) or odd")] = 0,
     format: Annotated[EdgesFormat, Query(description="png (default) or json")] = EdgesFormat.png,
 ) -> Response:
     if low > high:
         raise ApiError(Error.INVALID_REQUEST, f"low ({low:g}) must not exceed high ({high:g})")
-    async with inference.admitted():
-        parts = await image_parts(request, settings.max_body_bytes, max_files=1)
-        async with admission.admitted(parts) as [upload]:
-            edge_map = await inference.edges(upload.data, CannyParameters(low, high))
+    if aperture_size not in APERTURE_SIZES:
+        raise ApiError(Error.INVALID_REQUEST, f"aperture_size must be 3, 5 or 7, not {aperture_size}")
+    if blur and blur % 2 == 0:
+        raise ApiError(Error.INVALID_REQUEST, f"blur must be 0 or odd, not {blur}")
+    parameters = CannyParameters(low, high, aperture_size, l2_gradient, gray, blur)
+    async with admission.received(request, max_files=1) as [upload], inference.admitted():
+        edge_map = await inference.edges(upload.data, parameters)
     if format is EdgesFormat.json:
         count = int(np.count_nonzero(edge_map))
         summary = EdgesSummary(

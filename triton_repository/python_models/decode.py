@@ -16,6 +16,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from imaging import Header, ImageError, Limits, Problem, decode, read_header
+from imaging.decode import decodable
 from imaging.gpu import GpuDecoder
 
 
@@ -41,7 +42,11 @@ class TritonPythonModel:
             if isinstance(file, str):
                 responses[i] = _refusal(file)
             elif self.gpu is not None and file[1].format == "JPEG":
-                on_gpu.append(i)
+                try:  # the checks every decoder needs (truncation, scan count), which decode() makes on the CPU
+                    files[i] = decodable(*file), file[1]
+                    on_gpu.append(i)
+                except ImageError as exc:
+                    responses[i] = _refusal(str(exc))
             else:
                 responses[i] = self._on_cpu(*file)
         if self.gpu is not None and on_gpu:

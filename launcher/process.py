@@ -1,0 +1,173 @@
+"""Server processes, one way for everyone: start with a log, wait until ready, watch, stop in order.
+
+The launcher (``make serve``), the benchmark and the tests all run Triton, the gateway and the peers through
+``Service``: each child gets its own session (a Ctrl-C reaches only the parent, which stops them in order) and
+its own log file, readiness is a probe that answers, never a sleep, and a child that dies while starting fails
+at once with its log's tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+LOOPBACK = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent  # where children run: ``python -m gateway`` and friends resolve here
+T = TypeVar("T")
+
+
+class ServiceError(RuntimeError):
+    """A server process exited or never became ready; the message carries its log's tail."""
+
+
+class PortTaken(ServiceError):
+    """The server could not bind its port (another process has it): retry on other ports, or name it."""
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """Ports the kernel just handed out, held open together so they are distinct. Another process may still take
+    one before our server binds it: servers that fail so raise ``PortTaken``, and ``on_free_ports`` retries."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def taken_ports(ports: dict[str, int], host: str = LOOPBACK) -> list[str]:
+    """``"name port"`` for each port some other process holds: checked before anything starts."""
+    return [f"{name} {port}" for name, port in ports.items() if not port_is_free(port, host)]
+
+
+def on_free_ports(count: int, start: Callable[[list[int]], T], attempts: int = 3) -> T:
+    """``start(ports)`` on fresh free ports, again on others if a port was taken in between (bounded)."""
+    for attempt in range(attempts):
+        try:
+            return start(free_ports(count))
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether ``url`` answers 200 now."""
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=timeout_s) as answer:
+        return bool(answer.status == 200)
+    return False
+
+
+class Service:
+    """A server subprocess in its own session with its log in a file, ready when ``probe`` says so."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        log_path: Path,
+        probe: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        important: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.name = name
+        self.command = command
+        self.log_path = log_path
+        self.probe = probe
+        self.env = env
+        self.cwd = cwd
+        self.important = important  # the log lines worth showing when it fails (else its last lines)
+        self.url = ""  # where it serves HTTP, for those that do
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def http(
+        cls, name: str, command: list[str], log_path: Path, url: str, ready_path: str, env: dict[str, str] | None = None
+    ) -> Service:
+        """An HTTP server at ``url``, ready when ``url + ready_path`` answers 200."""
+        service = cls(name, command, log_path, lambda: http_ok(url + ready_path), env, ROOT)
+        service.url = url
+        return service
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was not started"
+        return self.process.pid
+
+    def start(self, timeout_s: float | None = None) -> Service:
+        """Start it; with ``timeout_s``, also wait until ready (and stop it again if it never gets there)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the parent only; it stops us in order
+            )  # fmt: skip
+        if timeout_s is not None:
+            try:
+                self.wait_ready(timeout_s)
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll the probe until it answers; fail at once if the process dies."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                tail = self.log_tail()
+                error = PortTaken if "already in use" in tail.lower() else ServiceError
+                raise error(f"{self.name} exited with code {self.process.returncode}:\n{tail}")
+            if self.probe():
+                return
+            time.sleep(0.1)  # the polling interval, not a guess at readiness
+        raise ServiceError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The log's last ``lines`` (of the important ones, when there are any), and where the whole log is."""
+        text = self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
+        picked = [line for line in text if self.important(line)] if self.important else []
+        return "\n".join((picked or text)[-lines:]) + f"\n(full log: {self.log_path})"
+
+    def stop(self, timeout_s: float = 30) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; the exit code, or None if it never ran."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
