@@ -43,8 +43,9 @@ $(REPOSITORY)/$(MODEL)/1/model.onnx: triton_repository/python_models/decode.py |
 
 models: $(REPOSITORY)/$(MODEL)/1/model.onnx  ## export the default model (resnet50) unless it is there
 
-serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both)
-	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY)
+SERVE_ARGS ?=
+serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both; SERVE_ARGS="--port 9090 ...")
+	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY) $(SERVE_ARGS)
 
 $(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py triton_repository/*.py triton_repository/python_models/*.py) | $(STAMP)
 	$(PY) -m export --model resnet18 --repository $(TEST_REPOSITORY)

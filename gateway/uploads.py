@@ -13,8 +13,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from gateway.budget import Budget
 from gateway.errors import ApiError, Error
 from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
+from imaging.header import URL_HINT
 
-RAW_MEDIA_TYPES = (*IMAGE_MEDIA_TYPES, "application/octet-stream")
+# image/jpg is not registered, but many clients send it for JPEGs.
+RAW_MEDIA_TYPES = (*IMAGE_MEDIA_TYPES, "image/jpg", "application/octet-stream")
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,10 @@ async def image_parts(
         return [("body", await read_body(request, limit, pace, held))]
     if kind != "multipart/form-data":
         got = f"Content-Type {kind!r}" if kind else "no Content-Type"
+        hint = f"; {URL_HINT}" if kind.startswith("text/") or kind.endswith(("json", "urlencoded")) else ""
         raise ApiError(
             Error.UNSUPPORTED_MEDIA_TYPE,
-            f"{got}: send the image as the raw body ({', '.join(IMAGE_MEDIA_TYPES)}) or multipart/form-data",
+            f"{got}: send the image as the raw body ({', '.join(IMAGE_MEDIA_TYPES)}) or multipart/form-data{hint}",
         )
     parser = MultiPartParser(
         request.headers, limited_stream(request, limit, pace, held), max_files=max_files, max_fields=16
@@ -125,7 +128,10 @@ async def image_parts(
     try:
         files = [(value.filename or key, value) for key, value in form.multi_items() if isinstance(value, UploadFile)]
         if not files:
-            raise ApiError(Error.MISSING_FILE, "the multipart body has no file part (send the image as `file`)")
+            raise ApiError(
+                Error.MISSING_FILE,
+                "the multipart body has no file part (send the image as a file, e.g. `-F file=@a.jpg`)",
+            )
         return [(name, await upload.read()) for name, upload in files]
     finally:
         await form.close()

@@ -20,6 +20,7 @@ from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IM
 SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                      "BMP": "image/bmp", "TIFF": "image/tiff"}  # fmt: skip
 MEDIA_TYPES = tuple(dict.fromkeys(SUPPORTED_FORMATS.values()))
+URL_HINT = "URLs are not fetched; send the file's bytes (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg')"
 # The only Pillow plugins tried: other formats (GIF, PSD, ICNS...) are never parsed, only refused.
 _PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 _ORIENTATION_TAG = 0x0112
@@ -81,6 +82,8 @@ def read_header(data: bytes, limits: Limits) -> Header:
     except UnidentifiedImageError:
         if sniffed:
             raise ImageError(Problem.CORRUPT, f"this looks like a {sniffed} with a corrupt header") from None
+        if data.lstrip()[:8].lower().startswith((b"http://", b"https://")):
+            raise ImageError(Problem.UNSUPPORTED, f"this is a URL, not an image: {URL_HINT}") from None
         raise ImageError(Problem.UNSUPPORTED, f"not a supported image; send one of {', '.join(MEDIA_TYPES)}") from None
     except Exception as exc:  # a corrupt header: Pillow raises assorted errors
         raise ImageError(Problem.CORRUPT, f"the image header could not be read: {exc}") from None

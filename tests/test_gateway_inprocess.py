@@ -157,3 +157,18 @@ def test_openapi_lists_every_error_code_a_route_gives(client: TestClient) -> Non
     assert example == {"error": {"code": "animated_image", "message": Error.ANIMATED_IMAGE.meaning}}
     items = spec["paths"]["/v1/items/{item_id}"]["get"]["responses"]
     assert {"401", "404", "422", "503"} <= set(items)
+
+
+def test_small_frictions_get_a_helpful_answer(client: TestClient, fake: FakeTriton, jpeg: bytes) -> None:
+    # image/jpg is not a registered type, but many clients send it.
+    assert client.post("/v1/classify", content=jpeg, headers={"content-type": "image/jpg"}).status_code == 200
+    for body, media_type in [
+        (b"https://example.com/cat.jpg", "image/jpeg"),
+        (b"https://example.com/cat.jpg", "text/plain"),
+    ]:
+        answer = client.post("/v1/classify", content=body, headers={"content-type": media_type})
+        assert answer.status_code == 415
+        assert "URLs are not fetched" in answer.json()["error"]["message"]
+    empty_form = client.post("/v1/classify", files={"note": (None, "hello")})
+    assert empty_form.json()["error"]["code"] == Error.MISSING_FILE.code
+    assert "-F file=@" in empty_form.json()["error"]["message"]
