@@ -61,7 +61,8 @@ def create_app(
     app.state.api_keys = load_keys(settings)
     install_error_handlers(app)
     app.add_exception_handler(ItemStoreError, items.store_error_handler(settings.retry_after_s))
-    protected = [Depends(require_api_key)]
+    # Only where keys are configured: the OpenAPI document then declares the key schemes exactly when they apply.
+    protected = [Depends(require_api_key)] if app.state.api_keys else []
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected if settings.protect_metrics else [])
     app.include_router(images.router, dependencies=protected)

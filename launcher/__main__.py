@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "Triton metrics": ports.metrics,
     }
     if taken := taken_ports(wanted):
-        say(f"port(s) already in use: {', '.join(taken)}. Stop what holds them, or choose others (--help lists them)")
+        say(f"{', '.join(taken)} already in use. Stop what holds it, or choose other ports (--help lists them)")
         return 1
     ensure_models(args.repository, args.model)
     logs = args.logs / time.strftime("%Y%m%d-%H%M%S")

@@ -153,7 +153,7 @@ class TritonServer:
     def start(self) -> TritonServer:
         ports = {"Triton HTTP": self.ports.http, "Triton gRPC": self.ports.grpc, "Triton metrics": self.ports.metrics}
         if taken := taken_ports(ports, self.address):
-            raise TritonError(f"port(s) already in use on {self.address}: {', '.join(taken)}")
+            raise TritonError(f"{', '.join(taken)} already in use on {self.address}")
         install = find_install(self.cache)
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
         python_env = sys.prefix if sys.prefix != sys.base_prefix else None

@@ -159,8 +159,9 @@ def test_soak_mixed_traffic_has_no_5xx_and_stable_memory(
 def _small_queue_repository(test_repository: Path, target: Path) -> Path:
     """The test repository with a ResNet whose queue holds 8 requests (batches of up to 8, the ensemble's own bound)."""
     target.mkdir()
-    for name in ("preprocess", "classify", "edges"):
-        (target / name).symlink_to(test_repository / name, target_is_directory=True)
+    for model in test_repository.iterdir():
+        if model.is_dir() and model.name != TEST_MODEL:
+            (target / model.name).symlink_to(model, target_is_directory=True)
     write_configs(
         target, {TEST_MODEL: resnet_config(TEST_MODEL, PreprocessSpec(), Batching(max_batch_size=8, max_queue_size=8))}
     )

@@ -206,8 +206,10 @@ def test_docs_render_offline_and_send_a_key(page: Page, keyed: Gateway) -> None:
     assert f"{keyed.url}/docs/assets/swagger-ui-bundle.js" in [request.url for request in requests]
 
 
-def test_openapi_declares_both_key_schemes_on_v1_routes_only(gateway: Gateway) -> None:
-    spec = httpx.get(f"{gateway.url}/openapi.json").json()
+def test_openapi_declares_both_key_schemes_on_v1_routes_only(gateway: Gateway, keyed: Gateway) -> None:
+    open_spec = httpx.get(f"{gateway.url}/openapi.json").json()
+    assert not any(op.get("security") for ops in open_spec["paths"].values() for op in ops.values())  # no keys set
+    spec = httpx.get(f"{keyed.url}/openapi.json").json()
     schemes = spec["components"]["securitySchemes"]
     assert {name: {k: v for k, v in scheme.items() if k != "description"} for name, scheme in schemes.items()} == {
         "bearer": {"type": "http", "scheme": "bearer"},
