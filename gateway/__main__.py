@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -15,14 +16,15 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from gateway.errors import Error
 from gateway.settings import Settings
 
-# Connection limits (candidates for settings). An idle keep-alive connection is closed after KEEP_ALIVE_S; a
-# request's head (request line and headers) must arrive within HEAD_TIMEOUT_S of the connection opening or of its
-# first byte, and fit in MAX_HEAD_BYTES and MAX_HEADERS: 256 uploads trickling a byte every 5 s, or connections
-# that never send a byte, otherwise hold sockets and memory for ever, and 16 MB headers were read whole.
-KEEP_ALIVE_S = 5
-HEAD_TIMEOUT_S = 5.0
-MAX_HEAD_BYTES = 64 * 1024
-MAX_HEADERS = 100
+
+@functools.cache
+def limits() -> Settings:
+    """This process's connection limits (``GATEWAY_KEEP_ALIVE_S``, ``..._HEAD_TIMEOUT_S``, ``..._MAX_HEAD_BYTES``,
+    ``..._MAX_HEADERS``), read once: uvicorn builds the protocol below itself, in every worker process. An idle
+    keep-alive connection closes; a request's head must arrive within the timeout of the connection opening or of
+    its first byte and fit the size and header count: 256 uploads trickling a byte every 5 s, or connections
+    that never send a byte, otherwise hold sockets and memory for ever, and 16 MB headers were read whole."""
+    return Settings()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -33,7 +35,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_bytes = 0
         self._in_head = False
-        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(HEAD_TIMEOUT_S, self._head_too_slow)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -44,17 +47,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             # Counted after parsing, so a chunk that completes its head (body bytes included) is never refused.
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(Error.HEADERS_TOO_LARGE, f"the request head is over {MAX_HEAD_BYTES} bytes")
+            if self._head_bytes > limits().max_head_bytes:
+                self._refuse(Error.HEADERS_TOO_LARGE, f"the request head is over {limits().max_head_bytes} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
         if self._head_timer is None:  # a later request on a kept-alive connection
-            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_too_slow)
+            self._arm()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) >= MAX_HEADERS:
+        if len(self.headers) >= limits().max_headers:
             raise ValueError("too many headers")  # httptools turns it into a parser error: uvicorn answers 400
         super().on_header(name, value)
 
@@ -62,6 +65,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._disarm()
         super().on_headers_complete()
+
+    def _arm(self) -> None:
+        self._head_timer = self.loop.call_later(limits().head_timeout_s, self._head_too_slow)
 
     def _disarm(self) -> None:
         if self._head_timer is not None:
@@ -71,7 +77,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _head_too_slow(self) -> None:
         self._head_timer = None
         if not self.transport.is_closing():
-            self._refuse(Error.REQUEST_TIMEOUT, f"the request head did not arrive within {HEAD_TIMEOUT_S:g} s")
+            self._refuse(Error.REQUEST_TIMEOUT, f"the request head did not arrive within {limits().head_timeout_s:g} s")
 
     def _refuse(self, error: Error, message: str) -> None:
         """Answers in the project's error shape and closes: the head was never read, so no app call is made."""
@@ -119,7 +125,7 @@ def main() -> int:
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         limit_concurrency=None,
         http="gateway.__main__:BoundedHttpToolsProtocol",  # by name: worker processes import it too
-        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_keep_alive=settings.keep_alive_s,
     )
     return 0
 

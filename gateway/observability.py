@@ -40,7 +40,6 @@ _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before its answer; not a server error
 log = logging.getLogger("gateway.access")
 
-disable_created_metrics()  # *_created series double the exposition for no use here
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -86,6 +85,9 @@ class Metrics:
 
     @classmethod
     def create(cls) -> Metrics:
+        # prometheus_client's switch is process-wide: flipped here, where the app is built, not as an import's
+        # side effect. *_created series would double the exposition for no use.
+        disable_created_metrics()
         registry = CollectorRegistry()
         # The same process_* and python_info series the default registry carries (CPU, memory, open files).
         registry.register(PROCESS_COLLECTOR)

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     dynamodb_endpoint_url: str | None = None
     max_item_bytes: int = Field(64 * 1024, ge=256, description="JSON body limit for /v1/items")
+    max_page_bytes: int = Field(1024 * 1024, ge=1024, description="stored JSON in one GET /v1/items page")
+    sqlite_write_timeout_s: float = Field(1.0, gt=0, description="a write waits this long, else 503")
+    sqlite_readers: int = Field(4, ge=1, description="read-only SQLite connections (reads never queue on writes)")
+
+    # Connections (python -m gateway): idle keep-alive, and the request head's deadline, size and header count.
+    keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections close after this")
+    head_timeout_s: float = Field(5.0, gt=0, description="a request head arrives within this, else 408")
+    max_head_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers, else 431")
+    max_headers: int = Field(100, ge=1, description="header fields in one request, else 400")
 
     # Authentication: off while no key is configured.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, description="comma-separated API keys")

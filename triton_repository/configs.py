@@ -266,6 +266,13 @@ def to_pbtxt(config: dict[str, Any]) -> str:
     return HEADER + text_format.MessageToString(message)
 
 
+def model_file(config: model_config_pb2.ModelConfig) -> str | None:
+    """The file each version folder holds for the config's backend; None for an ensemble (an empty ``1/``)."""
+    if config.platform == "ensemble":
+        return None
+    return PYTHON_FILE if config.backend == "python" else ONNX_FILE
+
+
 def read_config(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 

@@ -15,8 +15,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from deploy.ecs.errors import DeployError
+from triton_repository.configs import model_file, read_config
 
-MODEL_FILE = "model.onnx"
 _CHUNK = 1 << 20
 
 
@@ -77,7 +77,7 @@ def _read_config(model_dir: Path) -> model_config_pb2.ModelConfig:
     if not path.is_file():
         raise DeployError(f"{model_dir} has no config.pbtxt")
     try:
-        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        config = read_config(path)
     except text_format.ParseError as exc:
         raise DeployError(f"{path}: {exc}") from None
     if config.name and config.name != model_dir.name:
@@ -88,11 +88,12 @@ def _read_config(model_dir: Path) -> model_config_pb2.ModelConfig:
 def _missing_files(model_dir: Path, config: model_config_pb2.ModelConfig) -> list[str]:
     missing = []
     versions = [d for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit()]
-    if config.platform == "ensemble":
+    needed = model_file(config)
+    if needed is None:
         if not versions:  # Triton loads no version of a model without one, ensembles included
             missing.append(f"{model_dir.name}/1/ is missing")
-    elif not any((v / MODEL_FILE).is_file() for v in versions):
-        missing.append(f"{model_dir.name}/1/{MODEL_FILE} is missing")
+    elif not any((v / needed).is_file() for v in versions):
+        missing.append(f"{model_dir.name}/1/{needed} is missing")
     missing += [
         f"{model_dir.name}/{output.label_filename} is missing"
         for output in config.output

@@ -15,5 +15,16 @@ async def open_item_store(settings: Settings) -> ItemStore:
     inference while the store is down; ``ping()`` tells readiness, and calls answer 503 until it is back."""
     if settings.item_store == "dynamodb":
         client = make_client(settings.aws_region, settings.dynamodb_endpoint_url)
-        return DynamoDBItemStore(client, settings.dynamodb_table, max_data_bytes=settings.max_item_bytes)
-    return SQLiteItemStore(settings.sqlite_path, max_data_bytes=settings.max_item_bytes)
+        return DynamoDBItemStore(
+            client,
+            settings.dynamodb_table,
+            max_data_bytes=settings.max_item_bytes,
+            max_page_bytes=settings.max_page_bytes,
+        )
+    return SQLiteItemStore(
+        settings.sqlite_path,
+        max_data_bytes=settings.max_item_bytes,
+        max_page_bytes=settings.max_page_bytes,
+        busy_timeout_s=settings.sqlite_write_timeout_s,
+        readers=settings.sqlite_readers,
+    )

@@ -111,8 +111,8 @@ _ABSENT = {"ConditionExpression": "attribute_not_exists(#id)", "ExpressionAttrib
 class DynamoDBItemStore(ItemStore):
     """Items in one DynamoDB table through a (thread-safe) boto3 client; calls run on the store's pool."""
 
-    def __init__(self, client: BaseClient, table: str, *, max_data_bytes: int) -> None:
-        super().__init__(max_data_bytes=max_data_bytes, workers=POOL_SIZE)
+    def __init__(self, client: BaseClient, table: str, *, max_data_bytes: int, **options: Any) -> None:
+        super().__init__(max_data_bytes=max_data_bytes, workers=POOL_SIZE, **options)
         self._client = client
         self._table = table
 
