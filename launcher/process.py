@@ -9,6 +9,7 @@ at once with its log's tail.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -154,16 +155,19 @@ class Service:
         return "\n".join((picked or text)[-lines:]) + f"\n(full log: {self.log_path})"
 
     def stop(self, timeout_s: float = 30) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout_s``; the exit code, or None if it never ran."""
+        """SIGTERM, then SIGKILL after ``timeout_s``; the exit code, or None if it never ran. Then whatever the
+        process left behind in its session (worker processes, stubs) is killed: nothing outlives a stop."""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)  # the process alone: its own graceful shutdown runs its children
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # its own session's group (start_new_session)
         return self.process.returncode
 
     def __enter__(self) -> Service:
