@@ -109,6 +109,17 @@ _LINKS = {
 }
 
 
+# What a write of a body (PUT, PATCH) can answer besides its own cases.
+_WRITE_ERRORS = (
+    Error.PRECONDITION_FAILED,
+    Error.PAYLOAD_TOO_LARGE,
+    Error.UNSUPPORTED_MEDIA_TYPE,
+    Error.INVALID_REQUEST,
+    Error.INVALID_JSON,
+    Error.STORE_UNAVAILABLE,
+)
+
+
 def _errors(*errors: Error) -> dict[int | str, dict[str, Any]]:
     """Every items route can also be asked without a key (401) when keys are configured."""
     return error_responses(Error.UNAUTHORIZED, *errors)
@@ -240,14 +251,7 @@ async def get_item(item_id: ItemId, response: Response, store: StoreDep) -> Item
     responses={
         200: {"description": "replaced", "headers": _ETAG_HEADER},
         201: {"description": "created", "headers": _ETAG_HEADER, "model": Item},
-        **_errors(
-            Error.PRECONDITION_FAILED,
-            Error.PAYLOAD_TOO_LARGE,
-            Error.UNSUPPORTED_MEDIA_TYPE,
-            Error.INVALID_REQUEST,
-            Error.INVALID_JSON,
-            Error.STORE_UNAVAILABLE,
-        ),
+        **_errors(*_WRITE_ERRORS),
     },
     openapi_extra=_body(_EXAMPLE, JSON),
 )
@@ -271,16 +275,7 @@ async def replace_item(
     summary="Change part of an item (RFC 7396 JSON merge patch: null removes a key)",
     responses={
         200: {"headers": _ETAG_HEADER},
-        **_errors(
-            Error.NOT_FOUND,
-            Error.WRITE_CONFLICT,
-            Error.PRECONDITION_FAILED,
-            Error.PAYLOAD_TOO_LARGE,
-            Error.UNSUPPORTED_MEDIA_TYPE,
-            Error.INVALID_REQUEST,
-            Error.INVALID_JSON,
-            Error.STORE_UNAVAILABLE,
-        ),
+        **_errors(Error.NOT_FOUND, Error.WRITE_CONFLICT, *_WRITE_ERRORS),
     },
     openapi_extra=_body(_PATCH_EXAMPLE, MERGE_PATCH, JSON),
 )
