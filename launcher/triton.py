@@ -8,6 +8,7 @@ the repository (``triton_repository.runtime``) fitted to the install.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -75,7 +76,9 @@ def find_install(cache: Path) -> Install:
     python_backend.mkdir(parents=True, exist_ok=True)
     for source in [*(root / "backends" / "python").iterdir(), stub / "triton_python_backend_stub"]:
         link = python_backend / source.name
-        if not link.exists():
+        if link.is_symlink() and link.readlink() != source:  # another environment's (maybe deleted) install
+            link.unlink()
+        if not link.is_symlink():
             link.symlink_to(source)
     libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
     return Install(root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR"))))
@@ -104,7 +107,9 @@ class TritonServer:
         self.address = address
         self.exit_timeout_s = exit_timeout_s
         self.startup_timeout_s = startup_timeout_s
-        self.cache = cache or Path(tempfile.gettempdir()) / f"tritonserve-{os.getuid()}"
+        # One per environment: its python backend links into this environment's nvidia-pytriton install.
+        environment = hashlib.sha256(sys.prefix.encode()).hexdigest()[:8]
+        self.cache = cache or Path(tempfile.gettempdir()) / f"tritonserve-{os.getuid()}-{environment}"
         self.log_path = log_path
         # Everything loads at start either way; explicit control also lets the load/unload API add and drop model
         # versions while Triton serves (Triton's "none" mode refuses those calls).

@@ -165,7 +165,7 @@ def test_the_triton_images_packages_run_on_its_python_3_10() -> None:
 def make_install(tmp_path_factory: pytest.TempPathFactory) -> str:
     """What `make install` would run on a fresh clone (a venv that does not exist yet), without running it."""
     venv = tmp_path_factory.mktemp("fresh") / "venv"
-    command = ["make", "-n", "install", f"VENV={venv}"]
+    command = ["make", "--no-print-directory", "-n", "install", f"VENV={venv}"]
     return subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
 
 
@@ -183,5 +183,7 @@ def test_make_install_syncs_the_venv_to_the_lock(make_install: str) -> None:
 
 
 def test_make_lock_is_the_one_upgrade_command() -> None:
-    dry_run = subprocess.run(["make", "-n", "lock"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lock"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     assert dry_run.strip().endswith("uv lock --upgrade")

@@ -47,6 +47,7 @@ ModelName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description=
 OptionalVersions = Annotated[Versions | None, Body()]
 _ERRORS = error_responses(Error.UNAUTHORIZED, Error.TRITON_UNAVAILABLE, Error.DEADLINE_EXCEEDED, Error.TRITON_ERROR)
 _CONTROL_ERRORS = error_responses(
+    Error.BAD_REQUEST,  # a body FastAPI cannot even parse (not UTF-8)
     Error.UNAUTHORIZED,
     Error.MODEL_NOT_FOUND,
     Error.MODEL_CONTROL_FAILED,
