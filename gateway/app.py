@@ -17,6 +17,7 @@ from gateway.items.store import ItemStoreError
 from gateway.observability import Metrics, ObservabilityMiddleware
 from gateway.routes import health, images, items, models, ui
 from gateway.settings import Settings
+from gateway.tracing import start_tracing
 
 DESCRIPTION = """
 REST in front of NVIDIA Triton. The compute-heavy routes (`/v1/classify`, `/v1/edges`) decode the image on the
@@ -33,10 +34,11 @@ def create_app(
     """``triton_client`` is the seam for in-process tests: a stand-in with the same interface."""
     settings = settings or Settings()
     metrics = Metrics.create()
+    tracing = start_tracing(settings.otlp_endpoint)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.inference = Inference(settings, metrics, triton_client(settings))
+        app.state.inference = Inference(settings, metrics, triton_client(settings), tracing)
         app.state.items = await open_item_store(settings)
         app.state.admission = Admission.from_settings(settings)
         metrics.watch("inference_slots", lambda: app.state.inference.inflight)
@@ -46,6 +48,8 @@ def create_app(
         finally:
             await app.state.inference.close()
             await app.state.items.close()
+            if tracing:
+                tracing.close()
 
     app = FastAPI(
         title="tritonserve gateway",
@@ -71,7 +75,7 @@ def create_app(
         app.include_router(models.triton_metrics_router, dependencies=protected if settings.protect_metrics else [])
     app.include_router(items.router, dependencies=protected)
     app.include_router(ui.router)
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, tracing=tracing)
     if settings.cors_origins:
         # Outermost, so preflights are answered before anything else; the headers a browser client needs to see.
         app.add_middleware(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ from gateway.errors import ApiError, Error
 from gateway.images import image_error
 from gateway.observability import Metrics, request_id
 from gateway.settings import Settings
+from gateway.tracing import Tracing
 from imaging import ImageError
 from triton_repository import names
 from triton_repository.configs import weights_of
@@ -97,9 +98,12 @@ def connect(settings: Settings) -> TritonClient:
 class Inference:
     """Created in the app's lifespan: a ``tritonclient.grpc.aio`` client belongs to the loop that made it."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, client: TritonClient) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, client: TritonClient, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.tracing = tracing
         self.inflight = Budget(settings.max_inflight)
         self.latency = metrics.triton_latency
         self.answers = metrics.triton_answers
@@ -199,10 +203,12 @@ class Inference:
         try:
             # The deadline is both the gRPC deadline and Triton's queue timeout: a request its client gave up
             # on leaves the queue instead of running late. The request id reaches Triton's traces and errors.
-            result = await self.client.infer(
-                model, inputs, model_version=version, outputs=outputs, request_id=_request_id(),
-                client_timeout=timeout_s, timeout=int(timeout_s * 1e6),
-            )  # fmt: skip
+            call = self.tracing.triton_call(model, _request_id()) if self.tracing else nullcontext(None)
+            with call as trace_headers:
+                result = await self.client.infer(
+                    model, inputs, model_version=version, outputs=outputs, request_id=_request_id(),
+                    client_timeout=timeout_s, timeout=int(timeout_s * 1e6), headers=trace_headers,
+                )  # fmt: skip
             self.answers.labels(model=model, version=result.get_response().model_version).inc()
             return result
         except InferenceServerException as exc:

@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +34,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ApiError, Error
+from gateway.tracing import Tracing
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -179,9 +181,10 @@ def loggable_path(scope: Scope) -> str:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, tracing: Tracing | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -212,8 +215,14 @@ class ObservabilityMiddleware:
 
         inflight = self.metrics.inflight.labels(route=scope["path"] if scope["path"] in _FIXED else "other")
         inflight.inc()
+        traced = self.tracing.request(scope["method"], scope["path"], rid) if self.tracing else nullcontext(None)
         try:
-            await self.app(scope, receive_noting_disconnect, send_with_id)
+            with traced as span:
+                try:
+                    await self.app(scope, receive_noting_disconnect, send_with_id)
+                finally:
+                    if span is not None:
+                        span.set_attribute("http.response.status_code", status)
         finally:
             inflight.dec()
             if client_left and not answered:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     triton_metrics_url: str | None = Field(
         None, description="Triton's metrics endpoint, e.g. http://127.0.0.1:8002/metrics: served at /metrics/triton"
     )
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); unset: no tracing at all"
+    )
     triton_metrics_timeout_s: float = Field(5.0, gt=0, description="bound of one /metrics/triton fetch")
 
     # Uploads.
