@@ -9,6 +9,7 @@ up answering 503; a gateway that exits is restarted too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from triton_repository import names
 from triton_repository.configs import CONFIG_FILE, read_config, weights_of
 
 ROOT = Path(__file__).resolve().parent.parent
+REFRESH_S = 2.0  # how often the runtime copy follows the repository (versions exported while serving)
 RESTART_STOP_S = 3.0  # a broken Triton gets this long to stop before SIGKILL: its in-flight requests fail anyway
 
 
@@ -154,7 +156,14 @@ def supervise(triton: TritonServer, gateway: Service, stopping: Callable[[], boo
     """Restart what dies until asked to stop; the gateway keeps answering (503) while Triton comes back."""
     watch = TritonWatch(triton)
     triton_backoff, gateway_backoff = Backoff(), Backoff()
+    next_refresh = 0.0
     while not stopping():
+        if time.monotonic() >= next_refresh:  # a version exported meanwhile reaches the runtime copy
+            next_refresh = time.monotonic() + REFRESH_S
+            with contextlib.suppress(ServiceError):  # a version still being written, or Triton restarting
+                if changed := triton.refresh_repository():
+                    models = sorted({path.parent.name for path in changed})
+                    say(f"the repository changed ({', '.join(models)}): POST /v1/admin/models/<name>/load serves it")
         if problem := watch.problem():
             say(f"Triton {problem}; its log: {triton.log_path}. Restarting it (the gateway answers 503 meanwhile)")
             triton.stop(timeout_s=RESTART_STOP_S)
