@@ -44,7 +44,6 @@ class Error(Enum):
         return next(error for error in cls if error.code == problem.value)
 
     BAD_REQUEST = "bad_request", 400, "the request is malformed (HTTP level)"
-    TOO_MANY_HEADERS = "too_many_headers", 400, "the request has more header fields than the gateway reads"
     UNAUTHORIZED = "unauthorized", 401, "a valid API key is required (`Authorization: Bearer <key>` or `X-API-Key`)"
     NOT_FOUND = "not_found", 404, "no such route, item or asset"
     MODEL_NOT_FOUND = "model_not_found", 404, "Triton's repository has no model of that name"

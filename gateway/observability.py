@@ -39,7 +39,6 @@ from gateway.tracing import Tracing
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
-CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before its answer; not a server error
 log = logging.getLogger("gateway.access")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -226,7 +225,9 @@ class ObservabilityMiddleware:
         finally:
             inflight.dec()
             if client_left and not answered:
-                status = CLIENT_CLOSED  # whatever the app made of it (a 500 by default), nobody was served
+                status = (
+                    Error.CLIENT_CLOSED_REQUEST.status
+                )  # whatever the app made of it (a 500 by default), nobody was served
             route = scope.get("route")
             path_route = getattr(route, "path", path_route)
             elapsed = time.perf_counter() - started

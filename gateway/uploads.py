@@ -59,28 +59,28 @@ class BodyBytes:
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(Error.PAYLOAD_TOO_LARGE, f"the request body is over the limit of {limit:,} bytes")
+    return ApiError(Error.PAYLOAD_TOO_LARGE, f"the request body is over the limit of {limit} bytes")
 
 
 async def limited_stream(
     request: Request, limit: int, pace: Pace | None = None, held: BodyBytes | None = None
 ) -> AsyncGenerator[bytes, None]:
     """The body's chunks, refused with 413 as soon as they pass ``limit`` (not after buffering it all), with 408
-    when they arrive slower than ``pace``, and with 429 when ``held`` has no room for them."""
+    when they arrive slower than ``pace`` (when given), and with 429 when ``held`` has no room for them."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
-    pace = pace or Pace()
     loop = asyncio.get_running_loop()
     started, received = loop.time(), 0
     chunks = aiter(request.stream())
     while True:
         try:
-            async with asyncio.timeout_at(pace.due(started, received)):
+            async with asyncio.timeout_at(pace.due(started, received) if pace else None):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             return
         except TimeoutError:
+            assert pace is not None  # only a pace sets a deadline
             raise ApiError(
                 Error.REQUEST_TIMEOUT,
                 f"the body arrived too slowly ({received:,} bytes in {loop.time() - started:.1f} s; at least "

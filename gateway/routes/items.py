@@ -37,6 +37,7 @@ from gateway.items.store import (
     StoreUnavailable,
     WriteConflict,
 )
+from gateway.uploads import media_type, read_body
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -131,22 +132,13 @@ def _body(example: dict[str, Any], *media_types: str) -> dict[str, Any]:
 
 
 async def _read_object(request: Request, limit: int, media_types: tuple[str, ...]) -> dict[str, Any]:
-    """The body as a JSON object, never buffering more than ``limit`` bytes whatever Content-Length says."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type not in media_types:
+    """The body as a JSON object, never buffering more than ``limit`` bytes whatever Content-Length says (a
+    client that goes away: the app's ClientDisconnect handler, 499)."""
+    if media_type(request) not in media_types:
         raise ApiError(Error.UNSUPPORTED_MEDIA_TYPE, f"send the item as {' or '.join(media_types)}")
-    too_large = ApiError(Error.PAYLOAD_TOO_LARGE, f"the body is over the {limit}-byte limit")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():  # a client that goes away: the app's ClientDisconnect handler (499)
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    body = await read_body(request, limit)
     try:
-        return parse_object(b"".join(chunks))
+        return parse_object(body)
     except InvalidDocument as exc:
         raise ApiError(Error.INVALID_JSON, str(exc)) from None
 
