@@ -26,7 +26,9 @@ from triton_repository.configs import CONFIG_FILE, read_config, weights_of
 
 ROOT = Path(__file__).resolve().parent.parent
 REFRESH_S = 2.0  # how often the runtime copy follows the repository (versions exported while serving)
-RESTART_STOP_S = 3.0  # a broken Triton gets this long to stop before SIGKILL: its in-flight requests fail anyway
+# A broken Triton is killed at once: with a dead stub its graceful stop never ends, and its in-flight requests
+# then fail now (503) rather than when the python backend next checks its stub (about 1 s).
+RESTART_STOP_S = 0.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

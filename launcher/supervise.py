@@ -7,8 +7,6 @@ logged an unload (an admin unloading a model version is not a fault) means Trito
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -35,9 +33,7 @@ class TritonWatch:
         unloaded = self._new_log_mentions(_UNLOADED)
         self.stubs = now
         if gone and not unloaded:
-            # A killed tritonserver's stubs leave it before its exit can be read: give that a moment to show.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.5)
+            if process.poll() is not None:  # killed between the two looks: its stubs followed it
                 return f"exited (code {process.returncode})"
             return f"lost {len(gone)} python-backend stub process(es) (pid {', '.join(map(str, sorted(gone)))})"
         return None

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from launcher.process import Service, ServiceError, http_ok, taken_ports
 from triton_repository.runtime import MissingModelFile, materialise, refresh
 
 NGC_ROOT = Path("/opt/tritonserver")
+SHARED_MEMORY = Path("/dev/shm")
 _ERROR_LINE = re.compile(r"^E\d{4} |UNAVAILABLE|^error:")
 _CPU_ONLY_NOISE = re.compile(r"CudaDriverHelper|CUDA|DCGM|NVML")  # logged on every start without a GPU
 
@@ -116,6 +118,7 @@ class TritonServer:
         self.explicit_model_control = explicit_model_control
         self.service: Service | None = None
         self._workdir: Path | None = None
+        self._shm_prefix = f"tritonserve-{uuid.uuid4().hex[:12]}-"  # never empty: stop() removes what it matches
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -151,6 +154,9 @@ class TritonServer:
             "--strict-readiness=true",
             "--disable-auto-complete-config",
             "--log-verbose=0",
+            # Its own name for the python backend's shared-memory regions, so stop() can remove what a killed
+            # Triton leaves in /dev/shm (1-2 MB per stub, memory that is never given back otherwise).
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             *(["--model-control-mode=explicit", "--load-model=*"] if self.explicit_model_control else []),
             *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
         ]
@@ -214,7 +220,9 @@ class TritonServer:
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM, then wait ``timeout_s`` (default: Triton's own exit timeout plus slack) before SIGKILL; returns
         the exit code. A Triton with a dead stub never finishes its graceful stop: restart it with a short one."""
-        code = self.service.stop(timeout_s or self.exit_timeout_s + 5) if self.service else None
+        code = self.service.stop(self.exit_timeout_s + 5 if timeout_s is None else timeout_s) if self.service else None
+        for region in SHARED_MEMORY.glob(f"{self._shm_prefix}*"):
+            region.unlink(missing_ok=True)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
