@@ -14,6 +14,7 @@ from gateway.images import Admission
 from gateway.inference import Inference, TritonClient, connect
 from gateway.items import open_item_store
 from gateway.items.store import ItemStoreError
+from gateway.loop_lag import LoopLag
 from gateway.observability import Metrics, ObservabilityMiddleware
 from gateway.routes import health, images, items, models, ui
 from gateway.settings import Settings
@@ -35,6 +36,7 @@ def create_app(
     settings = settings or Settings()
     metrics = Metrics.create()
     tracing = start_tracing(settings.otlp_endpoint)
+    loop_lag = LoopLag(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,7 +46,8 @@ def create_app(
         metrics.watch("inference_slots", lambda: app.state.inference.inflight)
         metrics.watch("pixels", lambda: app.state.admission.pixels)
         try:
-            yield
+            async with loop_lag.watching():
+                yield
         finally:
             await app.state.inference.close()
             await app.state.items.close()

@@ -95,8 +95,16 @@ async def limited_stream(
         yield chunk
 
 
+# bytes.join copies without the GIL from 1 MiB: a larger body is joined in a thread, so dozens of 10 MB uploads
+# completing together do not hold every other request (a join of 10 MB takes up to ~7 ms here) behind them.
+JOIN_OFF_LOOP_BYTES = 1 << 20
+
+
 async def read_body(request: Request, limit: int, pace: Pace | None = None, held: BodyBytes | None = None) -> bytes:
-    return b"".join([chunk async for chunk in limited_stream(request, limit, pace, held)])
+    chunks = [chunk async for chunk in limited_stream(request, limit, pace, held)]
+    if sum(map(len, chunks)) < JOIN_OFF_LOOP_BYTES:
+        return b"".join(chunks)
+    return await asyncio.to_thread(b"".join, chunks)
 
 
 def media_type(request: Request) -> str:

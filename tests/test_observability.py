@@ -17,7 +17,7 @@ from tests.conftest import TEST_MODEL, Gateway
 from tests.test_gateway_inprocess import FakeTriton
 
 
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -33,7 +33,7 @@ def test_metrics_models_and_triton_passthrough(
     answer = httpx.post(f"{gateway.url}/v1/classify", content=body, headers={"content-type": "image/jpeg"})
     assert answer.status_code == 200
 
-    samples = _samples(httpx.get(f"{gateway.url}/metrics").text)
+    samples = metric_samples(httpx.get(f"{gateway.url}/metrics").text)
     assert samples[("process_cpu_seconds_total", ())] > 0
     assert samples[("process_resident_memory_bytes", ())] > 0
     assert samples[("gateway_budget_capacity", (("budget", "inference_slots"),))] == 256
