@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ from gateway.items.store import ItemStoreError
 from gateway.loop_lag import LoopLag
 from gateway.observability import Metrics, ObservabilityMiddleware
 from gateway.routes import health, images, items, models, ui
-from gateway.settings import Settings
+from gateway.settings import MiB, Settings
 from gateway.tracing import start_tracing
 
 DESCRIPTION = """
@@ -28,6 +29,8 @@ GPU. `/v1/items` is plain CRUD on SQLite or DynamoDB and never waits behind infe
 Every error has the same JSON shape: `{"error": {"code": "...", "message": "..."}}`.
 """
 
+log = logging.getLogger(__name__)
+
 
 def create_app(
     settings: Settings | None = None, triton_client: Callable[[Settings], TritonClient] = connect
@@ -35,6 +38,8 @@ def create_app(
     """``triton_client`` is the seam for in-process tests: a stand-in with the same interface."""
     settings = settings or Settings()
     metrics = Metrics.create()
+    metrics.implied_peak_rss.set(settings.peak_rss_bytes)
+    log.info("settings imply a peak RSS of %d MiB per process", settings.peak_rss_bytes // MiB)
     tracing = start_tracing(settings.otlp_endpoint)
     loop_lag = LoopLag(metrics.registry)
 

@@ -82,6 +82,7 @@ class Metrics:
     inflight: Gauge
     triton_latency: Histogram
     triton_answers: Counter
+    implied_peak_rss: Gauge
     budgets: BudgetCollector = field(default_factory=BudgetCollector)
 
     @classmethod
@@ -129,6 +130,12 @@ class Metrics:
                 "Triton's answers by model and the version that ran (a version swap shows here)",
                 ["model", "version"],
                 registry=registry,
+            ),  # fmt: skip
+            implied_peak_rss=Gauge(
+                "gateway_implied_peak_rss_bytes",
+                "the peak RSS per process these settings imply (beside process_resident_memory_bytes)",
+                registry=registry,
+                multiprocess_mode="livemax",
             ),  # fmt: skip
             budgets=budgets,
         )

@@ -7,10 +7,28 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 
 from gateway.uploads import Pace
 from triton_repository import names
 from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+
+KiB, MiB = 1 << 10, 1 << 20
+
+# What one process holds beside its budgets' units: the terms of Settings.peak_rss_bytes, each from the code's copies
+# and checked by saturating floods here (README, Reliability, Memory).
+BASELINE_RSS_BYTES = 160 * MiB  # a warm idle gateway: 130 MiB measured (Python 3.11, x86-64), room for malloc arenas
+# An image body as read, tritonclient's tobytes(), the protobuf request, its serialization (grpc aio holds it for the
+# call) and gRPC core's send buffer: 4.9 to 5.0 x the body budget measured with it full.
+BODY_COPIES = 5
+# Edge maps come back at 1 byte per pixel: gRPC's message, the protobuf answer and the array; then the array, its PNG
+# and the PNG's bytes.
+EDGE_MAP_BYTES_PER_PIXEL = 3
+# A byte of JSON parses into up to 24 bytes of Python objects ("{}," becomes an empty dict and a list slot).
+JSON_OBJECT_BYTES = 24
+# Per open connection beside its head: uvicorn's unread body (it pauses reading past HIGH_WATER_LIMIT, after one
+# socket read of up to 256,000 bytes from uvloop) and the request's own objects (about 64 KiB measured).
+CONNECTION_BYTES = HIGH_WATER_LIMIT + 256_000 + 64 * KiB
 
 
 class Settings(BaseSettings):
@@ -95,3 +113,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @property
+    def peak_rss_bytes(self) -> int:
+        """The most memory one gateway process should hold under these settings: a measured baseline, plus each
+        budget's ceiling times the copies the code makes of what it admits (image bodies, edge maps, listing pages
+        being built), plus ``max_inflight`` connections each holding a head, its unread body and a page answer
+        or item body. No setting bounds the number of connections: each one beyond ``max_inflight`` adds as much."""
+        from gateway.items.dynamodb import POOL_SIZE  # here: gateway.items imports these settings
+
+        page_builders = self.sqlite_readers if self.item_store == "sqlite" else POOL_SIZE
+        connection = (
+            CONNECTION_BYTES + self.max_head_bytes + max(self.max_page_bytes, JSON_OBJECT_BYTES * self.max_item_bytes)
+        )
+        return (
+            BASELINE_RSS_BYTES
+            + BODY_COPIES * self.max_body_bytes_in_flight
+            + EDGE_MAP_BYTES_PER_PIXEL * self.max_pixels_in_flight
+            # Built on the store's threads, one more serialized on the loop; a page reads one item past its bytes.
+            + (page_builders + 1) * JSON_OBJECT_BYTES * (self.max_page_bytes + self.max_item_bytes)
+            + self.max_inflight * connection
+        )
