@@ -14,14 +14,13 @@ from collections.abc import Callable
 import cv2
 import httpx
 import numpy as np
-import psutil
 import pytest
 
 from imaging import ImageError, Limits, Problem, read_header, structure
 from imaging.decode import decodable
 from launcher.triton import TritonServer
 from tests.conftest import ROOT, Gateway
-from tests.figures import FIGURES
+from tests.figures import FIGURES, PeakRss, hold_rss, rss_mib
 from tests.hostile import abusive_structure, png_bomb
 from tests.test_observability import metric_samples
 
@@ -149,11 +148,12 @@ def test_a_batch_over_the_pixel_budget_is_refused_without_memory_growth(gateway:
     bomb = png_bomb(8000, 5000)
     files = [("files", (f"{i}.png", bomb, "image/png")) for i in range(32)]
     assert gateway.process is not None
-    process = psutil.Process(gateway.process.pid)
-    before = process.memory_info().rss
-    answers = [httpx.post(f"{gateway.url}/v1/classify/batch", files=files, timeout=60) for _ in range(5)]
-    grown = (process.memory_info().rss - before) / 2**20
+    before = rss_mib(gateway.process.pid)
+    with PeakRss(gateway.process.pid) as peak:
+        answers = [httpx.post(f"{gateway.url}/v1/classify/batch", files=files, timeout=60) for _ in range(5)]
+    grown = rss_mib(gateway.process.pid) - before
     FIGURES["32 x 8000x5000 PNG batch"] = f"{answers[0].status_code}, gateway RSS grew {grown:.1f} MiB over 5 tries"
+    hold_rss("32 x 8000x5000 PNG batch gateway RSS", gateway.url, peak)
     assert {a.status_code for a in answers} == {413}
     assert answers[0].json()["error"]["code"] == "image_too_large"
     assert "32 images total 1,280,000,000 pixels" in answers[0].json()["error"]["message"]

@@ -13,14 +13,13 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
-import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
 from tests.conftest import TEST_MODEL, Gateway
-from tests.figures import FIGURES
+from tests.figures import FIGURES, PeakRss, hold_rss, rss_mib
 from tests.hostile import corpus, unusual_but_valid
 from triton_repository.configs import Batching, PreprocessSpec, resnet_config, write_configs
 
@@ -46,16 +45,19 @@ def classify_ok(gateway: Gateway, data: bytes) -> bool:
 
 
 def test_hostile_input_corpus(gateway: Gateway, photos: dict[str, np.ndarray]) -> None:
+    """Every case answered with its 4xx, the gateway's memory under what its settings imply."""
     cases = corpus(photos["coffee"], max_body_bytes=10 * 1024 * 1024)
     assert len(cases) >= 40
+    assert gateway.process is not None
     wrong = []
-    with httpx.Client(base_url=gateway.url, timeout=60) as client:
+    with httpx.Client(base_url=gateway.url, timeout=60) as client, PeakRss(gateway.process.pid) as peak:
         for case in cases:
             response = client.request(case.method, case.path, **case.kwargs)
             if response.status_code != case.status or not is_json_error(response):
                 wrong.append((case.name, response.status_code, response.text[:200]))
     FIGURES["hostile cases tried"] = len(cases)
     FIGURES["hostile cases answered 5xx"] = sum(1 for _, status, _ in wrong if status >= 500)
+    hold_rss("gateway RSS through the hostile corpus", gateway.url, peak)
     assert not wrong, wrong
     assert httpx.get(f"{gateway.url}/healthz").status_code == 200
     assert classify_ok(gateway, jpeg(photos["coffee"]))
@@ -109,10 +111,6 @@ def test_schemathesis_finds_no_server_error(gateway: Gateway) -> None:
     assert not failures, failures[:3]
 
 
-def rss_mb(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 2**20
-
-
 def test_soak_mixed_traffic_has_no_5xx_and_stable_memory(
     gateway_factory: Callable[..., Gateway], triton: TritonServer, photos: dict[str, np.ndarray]
 ) -> None:
@@ -141,16 +139,19 @@ def test_soak_mixed_traffic_has_no_5xx_and_stable_memory(
             deadline = time.monotonic() + seconds
             await asyncio.gather(*(worker(client, per_worker, deadline) for _ in range(8)))
 
+    assert soaked.process is not None
     pid = soaked.process.pid
     asyncio.run(soak(per_worker=8, seconds=15))  # warm-up: pools, caches, first allocations
-    before = rss_mb(pid)
+    before = rss_mib(pid)
     statuses.clear()
     started = time.monotonic()
-    asyncio.run(soak(per_worker=100, seconds=60))
-    after = rss_mb(pid)
+    with PeakRss(pid) as peak:
+        asyncio.run(soak(per_worker=100, seconds=60))
+    after = rss_mib(pid)
     total = sum(statuses.values())
     FIGURES["soak requests"] = f"{total} in {time.monotonic() - started:.0f} s, statuses {dict(statuses)}"
-    FIGURES["soak gateway RSS"] = f"{before:.0f} MB before, {after:.0f} MB after"
+    FIGURES["soak gateway RSS"] = f"{before:.0f} MiB before, {after:.0f} MiB after"
+    hold_rss("soak gateway peak RSS", soaked.url, peak)
     assert total >= 200
     assert not [s for s in statuses if s >= 500], statuses
     assert after - before < 64, (before, after)
@@ -407,11 +408,36 @@ def test_decode_pool_bounds_pixels_in_flight(
                 pings.append(time.monotonic() - started)
             return await heavy, pings
 
-    responses, pings = asyncio.run(flood())
+    assert tight.process is not None
+    with PeakRss(tight.process.pid) as peak:
+        responses, pings = asyncio.run(flood())
     statuses = Counter(r.status_code for r in responses)
     FIGURES["large-image flood"] = f"{dict(statuses)}; /healthz worst {max(pings) * 1000:.0f} ms during it"
+    hold_rss("large-image flood gateway RSS", tight.url, peak)
     assert set(statuses) <= {200, 429} and statuses[200] >= 1 and statuses[429] >= 1, statuses
     assert max(pings) < 2.0
+
+
+def test_full_image_budgets_stay_under_the_rss_the_settings_imply(
+    gateway_factory: Callable[..., Gateway], triton: TritonServer
+) -> None:
+    """Edge requests filling the body and pixel budgets at once, the image routes' worst (five copies of each body
+    while it is sent, edge maps coming back): the peak stays under Settings.peak_rss_bytes, which the small
+    budgets and item limits here bring close to what the flood can reach."""
+    noise = np.random.default_rng(0).integers(0, 256, (1600, 1600, 3), np.uint8)
+    body = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()  # 4.8 MB, 2.56 M pixels
+    full = gateway_factory(
+        GATEWAY_TRITON_URL=triton.grpc_url, GATEWAY_MAX_BODY_BYTES_IN_FLIGHT=str(64 << 20),
+        GATEWAY_MAX_PIXELS_IN_FLIGHT=str(9 * 1600 * 1600), GATEWAY_MAX_INFLIGHT="16", GATEWAY_SQLITE_READERS="1",
+        GATEWAY_MAX_PAGE_BYTES="65536", GATEWAY_MAX_ITEM_BYTES="4096", GATEWAY_EDGES_TIMEOUT_S="60",
+    )  # fmt: skip
+    assert full.process is not None
+    with PeakRss(full.process.pid) as peak:
+        responses = asyncio.run(_burst(full.url, "/v1/edges", body, 24))
+    statuses = Counter(r.status_code for r in responses)
+    FIGURES["24 edge requests of 4.8 MB noise, budgets full"] = dict(statuses)
+    hold_rss("gateway RSS with its image budgets full", full.url, peak)
+    assert set(statuses) == {200, 429}, statuses
 
 
 def test_schemathesis_stateful_crud_links(gateway: Gateway) -> None:
