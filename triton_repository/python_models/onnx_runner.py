@@ -5,14 +5,24 @@ hand has no onnxruntime backend. Requests the dynamic batcher hands over togethe
 batch axis and run as one ONNX Runtime call (that is what batching buys); requests whose shapes differ (raw
 images of different sizes) run one by one. Uses the CUDA execution provider on a GPU instance when the
 installed onnxruntime has it, else the CPU.
+
+Nothing runs long for a client that has gone. Triton marks a request cancelled when its gRPC call is cancelled or
+its deadline passes, and an ensemble marks the steps it has not started yet: a run whose requests are all
+cancelled, before it started or while it runs, is stopped within ``CANCEL_POLL_S`` and they are answered CANCELLED.
 """
 
 import json
 import os
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+# How often a run in progress asks Triton whether its requests were cancelled: a round trip to the Triton process
+# (about 0.1 ms) per look, against at most this much compute wasted for clients that have gone.
+CANCEL_POLL_S = 0.05
 
 
 class TritonPythonModel:
@@ -33,21 +43,23 @@ class TritonPythonModel:
         self.inputs = [tensor["name"] for tensor in config["input"]]
         self.outputs = [tensor["name"] for tensor in config["output"]]
         self.batched = config.get("max_batch_size", 0) > 0
+        self.watch = CancelWatch()
 
     def execute(self, requests):
-        feeds = [self._feeds(request) for request in requests]
+        feeds = {i: self._feeds(request) for i, request in enumerate(requests)}
         responses = [None] * len(requests)
         for indices in self._groups(feeds):
+            options = _run_options()
             try:
-                results = self._run([feeds[i] for i in indices])
+                with self.watch.running([requests[i] for i in indices], options):
+                    results = self._run([feeds[i] for i in indices], options)
                 for i, outputs in zip(indices, results, strict=True):
                     named = zip(self.outputs, outputs, strict=True)
                     tensors = [pb_utils.Tensor(name, array) for name, array in named]
                     responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
             except Exception as exc:  # an ORT error answers the requests of its group, not the model
-                error = pb_utils.TritonError(f"onnxruntime: {exc}")
                 for i in indices:
-                    responses[i] = pb_utils.InferenceResponse(error=error)
+                    responses[i] = _cancelled() if options.terminate else _error(exc)
         return responses
 
     def _feeds(self, request):
@@ -61,17 +73,74 @@ class TritonPythonModel:
     def _groups(self, feeds):
         """Indices of requests that can share one call: same inputs present with the same per-item shapes."""
         groups: dict[object, list[int]] = {}
-        for i, feed in enumerate(feeds):
+        for i, feed in feeds.items():
             key = tuple((name, array.shape[1:] if self.batched else array.shape) for name, array in feed.items())
             groups.setdefault(key if self.batched else i, []).append(i)
         return groups.values()
 
-    def _run(self, feeds):
+    def _run(self, feeds, options):
         if len(feeds) == 1:
-            return [self.session.run(self.outputs, feeds[0])]
+            return [self.session.run(self.outputs, feeds[0], options)]
         sizes = [len(next(iter(feed.values()))) for feed in feeds]
         stacked = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
-        outputs = self.session.run(self.outputs, stacked)
+        outputs = self.session.run(self.outputs, stacked, options)
         bounds = np.cumsum(sizes)[:-1]
         split = [np.split(array, bounds) for array in outputs]
         return [[parts[i] for parts in split] for i in range(len(feeds))]
+
+
+class CancelWatch:
+    """A thread that asks every ``CANCEL_POLL_S`` while a run lasts whether all the run's requests were cancelled
+    and, once they are, sets the run's terminate flag: ONNX Runtime then stops it before its next node. A run that
+    any of its clients still waits for goes on.
+
+    Shorter runs are never asked about: asking as each run starts (or before it) cost every call a round trip,
+    +0.4 ms on a 27 ms classify call, to save at most ``CANCEL_POLL_S`` of compute on the rare abandoned one. One
+    thread per model instance, asleep between runs: a thread started per run made each wait for the OS to schedule it.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._run = None  # (requests, RunOptions) of the run in progress
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    @contextmanager
+    def running(self, requests, options):
+        with self._changed:
+            self._run = requests, options
+            self._changed.notify()
+        try:
+            yield
+        finally:
+            with self._changed:  # never during a look: the requests must outlive it
+                self._run = None
+
+    def _watch(self):
+        with self._changed:
+            while True:
+                self._changed.wait_for(lambda: self._run is not None)
+                self._look(self._run)
+
+    def _look(self, run):
+        """Until ``run`` ends: the lock is released while waiting, held while asking Triton."""
+        requests, options = run
+        while not self._changed.wait_for(lambda: self._run is not run, CANCEL_POLL_S):
+            if all(request.is_cancelled() for request in requests):
+                options.terminate = True
+
+
+def _run_options():
+    options = ort.RunOptions()
+    # A run stopped on purpose is not worth an error line in Triton's log (ORT logs it as one); a real failure
+    # still reaches its requests' clients, with ORT's message.
+    options.log_severity_level = 4
+    return options
+
+
+def _cancelled():
+    error = pb_utils.TritonError("the request was cancelled: its client has gone", pb_utils.TritonError.CANCELLED)
+    return pb_utils.InferenceResponse(error=error)
+
+
+def _error(exc):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"onnxruntime: {exc}"))
