@@ -19,23 +19,29 @@ from gateway.settings import Settings
 
 @functools.cache
 def limits() -> Settings:
-    """This process's connection limits (``GATEWAY_KEEP_ALIVE_S``, ``..._HEAD_TIMEOUT_S``, ``..._MAX_HEAD_BYTES``,
-    ``..._MAX_HEADERS``), read once: uvicorn builds the protocol below itself, in every worker process. An idle
-    keep-alive connection closes; a request's head must arrive within the timeout of the connection opening or of
-    its first byte and fit the size and header count: 256 uploads trickling a byte every 5 s, or connections
-    that never send a byte, otherwise hold sockets and memory for ever, and 16 MB headers were read whole."""
+    """This process's connection limits (``GATEWAY_MAX_CONNECTIONS``, ``..._KEEP_ALIVE_S``, ``..._HEAD_TIMEOUT_S``,
+    ``..._MAX_HEAD_BYTES``, ``..._MAX_HEADERS``), read once: uvicorn builds the protocol below itself, in every
+    worker process. Connections past the cap are answered 429 and closed; an idle keep-alive connection closes; a
+    request's head must arrive within the timeout of the connection opening or of its first byte and fit the size
+    and header count: 256 uploads trickling a byte every 5 s, or connections that never send a byte, otherwise
+    hold sockets and memory for ever, and 16 MB headers were read whole."""
     return Settings()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus the limits uvicorn lacks: a deadline for a request's head (which also
-    closes connections that never send one) and a cap on its size and on the number of headers."""
+    """uvicorn's httptools protocol plus the limits uvicorn lacks: a cap on open connections, a deadline for a
+    request's head (which also closes connections that never send one) and a cap on its size and header count."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0
         self._in_head = False
         self._head_timer: asyncio.TimerHandle | None = None
+        if len(self.connections) > limits().max_connections:  # this one counted: past the cap, answer and close
+            retry = {"retry-after": str(limits().retry_after_s)}
+            self._refuse(Error.OVERLOADED, f"this gateway process has {limits().max_connections} connections open; "
+                         "retry shortly", retry)  # fmt: skip
+            return
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -79,11 +85,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self._refuse(Error.REQUEST_TIMEOUT, f"the request head did not arrive within {limits().head_timeout_s:g} s")
 
-    def _refuse(self, error: Error, message: str) -> None:
+    def _refuse(self, error: Error, message: str, headers: dict[str, str] | None = None) -> None:
         """Answers in the project's error shape and closes: the head was never read, so no app call is made."""
         body = json.dumps({"error": {"code": error.code, "message": message}}).encode()
-        head = f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        self.transport.write(STATUS_LINE[error.status] + head.encode() + body)
+        fields = {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})}
+        head = "".join(f"{name}: {value}\r\n" for name, value in (fields | {"connection": "close"}).items())
+        self.transport.write(STATUS_LINE[error.status] + head.encode() + b"\r\n" + body)
         self.transport.close()
 
 

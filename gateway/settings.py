@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     sqlite_write_timeout_s: float = Field(1.0, gt=0, description="a write waits this long, else 503")
     sqlite_readers: int = Field(4, ge=1, description="read-only SQLite connections (reads never queue on writes)")
 
-    # Connections (python -m gateway): idle keep-alive, and the request head's deadline, size and header count.
+    # Connections (python -m gateway): how many, idle keep-alive, and the request head's deadline, size and
+    # header count.
+    max_connections: int = Field(512, ge=1, description="open connections per process; more are answered 429")
     keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections close after this")
     head_timeout_s: float = Field(5.0, gt=0, description="a request head arrives within this, else 408")
     max_head_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers, else 431")
@@ -118,8 +120,8 @@ class Settings(BaseSettings):
     def peak_rss_bytes(self) -> int:
         """The most memory one gateway process should hold under these settings: a measured baseline, plus each
         budget's ceiling times the copies the code makes of what it admits (image bodies, edge maps, listing pages
-        being built), plus ``max_inflight`` connections each holding a head, its unread body and a page answer
-        or item body. No setting bounds the number of connections: each one beyond ``max_inflight`` adds as much."""
+        being built), plus ``max_connections`` connections each holding a head, its unread body and a page answer
+        or item body."""
         from gateway.items.dynamodb import POOL_SIZE  # here: gateway.items imports these settings
 
         page_builders = self.sqlite_readers if self.item_store == "sqlite" else POOL_SIZE
@@ -132,5 +134,5 @@ class Settings(BaseSettings):
             + EDGE_MAP_BYTES_PER_PIXEL * self.max_pixels_in_flight
             # Built on the store's threads, one more serialized on the loop; a page reads one item past its bytes.
             + (page_builders + 1) * JSON_OBJECT_BYTES * (self.max_page_bytes + self.max_item_bytes)
-            + self.max_inflight * connection
+            + self.max_connections * connection
         )

@@ -30,10 +30,10 @@ def test_each_unit_of_a_budget_costs_the_copies_made_of_it() -> None:
 
     assert more(max_body_bytes_in_flight=base.max_body_bytes_in_flight + MiB) == BODY_COPIES * MiB
     assert more(max_pixels_in_flight=base.max_pixels_in_flight + 1000) == EDGE_MAP_BYTES_PER_PIXEL * 1000
-    # A connection per inference slot, each with a head, uvicorn's buffer and an item body parsed (the larger
-    # of that and a listing page answer at the defaults).
-    assert more(max_head_bytes=base.max_head_bytes + KiB) == base.max_inflight * KiB
-    assert more(max_inflight=base.max_inflight + 1) == (
+    # Each open connection with a head, uvicorn's buffer and an item body parsed (the larger of that and a listing
+    # page answer at the defaults).
+    assert more(max_head_bytes=base.max_head_bytes + KiB) == base.max_connections * KiB
+    assert more(max_connections=base.max_connections + 1) == (
         CONNECTION_BYTES + base.max_head_bytes + JSON_OBJECT_BYTES * base.max_item_bytes
     )
     # Pages are built on the store's threads: SQLite's readers, or DynamoDB's pool.
