@@ -1,15 +1,46 @@
-"""``python -m tests.probe URL``: GET ``URL`` every 10 ms on one kept-alive connection until standard input
-closes, then print each answer's latency (ms) as a JSON list. A process of its own, so what it measures is the
-server's delay, not the test's own event loop busy sending uploads."""
+"""``Probe(url)``: GET ``url`` every 10 ms from a process of its own while a block runs, so that what it measures
+is the server's delay, not the test's own event loop (busy sending uploads) nor its GIL.
+
+``python -m tests.probe URL`` is that process: it probes on one kept-alive connection until its standard input
+closes, then prints each answer's latency (ms) as a JSON list.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Probe:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies_ms: list[float] = []
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Probe:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.probe", self.url], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert self._process.stdout is not None and self._process.stdout.readline() == "probing\n"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._process is not None
+        out, _ = self._process.communicate(timeout=60)
+        self.latencies_ms = json.loads(out)
+
+    @property
+    def worst_ms(self) -> float:
+        return max(self.latencies_ms)
 
 
 def main(url: str) -> None:

@@ -4,10 +4,7 @@ cost a bounded walk, slow bodies are cut off, and a batch cannot take more pixel
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 
@@ -19,9 +16,10 @@ import pytest
 from imaging import ImageError, Limits, Problem, read_header, structure
 from imaging.decode import decodable
 from launcher.triton import TritonServer
-from tests.conftest import ROOT, Gateway
+from tests.conftest import Gateway
 from tests.figures import FIGURES, PeakRss, hold_rss, rss_mib
 from tests.hostile import abusive_structure, png_bomb
+from tests.probe import Probe
 from tests.test_observability import metric_samples
 
 MAX_BODY = 10 * 1024 * 1024
@@ -67,11 +65,6 @@ def test_decode_walks_refuse_scans_and_chunks_and_drop_text(abusive: list[tuple[
 
 def _healthz_worst_ms(url: str, uploads: list[tuple[bytes, str]], copies: int) -> tuple[float, Counter[int]]:
     """The slowest /healthz answer, probed from another process, while ``copies`` of each upload are in flight."""
-    probe = subprocess.Popen(
-        [sys.executable, "-m", "tests.probe", f"{url}/healthz"], cwd=ROOT, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert probe.stdout is not None and probe.stdout.readline() == "probing\n"
 
     async def scenario() -> Counter[int]:
         async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=64)) as client:
@@ -81,9 +74,9 @@ def _healthz_worst_ms(url: str, uploads: list[tuple[bytes, str]], copies: int) -
             )  # fmt: skip
             return Counter(r.status_code for r in answers)
 
-    statuses = asyncio.run(scenario())
-    latencies, _ = probe.communicate(timeout=60)
-    return max(json.loads(latencies)), statuses
+    with Probe(f"{url}/healthz") as probe:
+        statuses = asyncio.run(scenario())
+    return probe.worst_ms, statuses
 
 
 def _loop_lags_over(url: str, seconds: float) -> float:
