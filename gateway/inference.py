@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import cv2
 import numpy as np
 import tritonclient.grpc.aio as triton
+from starlette.requests import Request
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 from tritonclient.utils import np_to_triton_dtype as triton_dtype
@@ -41,6 +42,8 @@ CHANNEL_ARGS = [
 # The readiness probe: the smallest image the upload rules admit, run through each model once a second at most.
 PROBE_IMAGE = bytes(cv2.imencode(".png", np.full((8, 8, 3), 128, np.uint8))[1])
 PROBE_TTL_S = 1.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,9 @@ class Inference:
             error = to_api_error(exc, self.settings.retry_after_s)
             outcome = error.error.code
             raise error from None
+        except asyncio.CancelledError:  # abandoned (the client left): the RPC is cancelled, and so is the request
+            outcome = Error.CLIENT_CLOSED_REQUEST.code
+            raise
         finally:
             self.latency.labels(model=model, outcome=outcome).observe(time.perf_counter() - started)
 
@@ -245,6 +251,29 @@ class Inference:
                 if isinstance(outcome, ApiError)
             }  # fmt: skip
         return self._probe
+
+
+async def while_client_waits(request: Request, calls: Awaitable[T]) -> T:
+    """``calls`` to Triton, cancelled if the client disconnects first: cancelling a grpc.aio call cancels its RPC,
+    and Triton then drops the request or stops its run instead of computing an answer nobody will read."""
+    answer = asyncio.ensure_future(calls)
+    left = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait((answer, left), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
+        answer.cancel()  # no-op once answered; else the client left, or this request itself is being cancelled
+    if answer in done:
+        return answer.result()
+    with suppress(asyncio.CancelledError):
+        await answer
+    raise ApiError(Error.CLIENT_CLOSED_REQUEST, "the client closed the connection before the answer")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects: once the body has been read, the next ASGI message is that."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _request_id() -> str:

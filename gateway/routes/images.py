@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from gateway.deps import AdmissionDep, InferenceDep, SettingsDep
 from gateway.errors import ApiError, Error, error_responses
 from gateway.images import Upload
-from gateway.inference import CannyParameters, Classification
+from gateway.inference import CannyParameters, Classification, while_client_waits
 from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from triton_repository.configs import APERTURE_SIZES, MAX_BLUR
 
@@ -129,7 +129,7 @@ async def classify(
 ) -> Any:
     # The body first, then an inference slot: a slow client holds only the bytes it sent, not capacity.
     async with admission.received(request, max_files=1) as [upload], inference.admitted():
-        return _answer(upload, await inference.classify(upload.data, top_k, model_version))
+        return _answer(upload, await while_client_waits(request, inference.classify(upload.data, top_k, model_version)))
 
 
 @router.post(
@@ -143,7 +143,8 @@ async def classify_batch(
     request: Request, inference: InferenceDep, admission: AdmissionDep, settings: SettingsDep, top_k: TopK = 5
 ) -> Any:
     async with admission.received(request, max_files=settings.max_batch_images) as uploads, inference.admitted():
-        results = await asyncio.gather(*(inference.classify(upload.data, top_k) for upload in uploads))
+        classified = asyncio.gather(*(inference.classify(upload.data, top_k) for upload in uploads))
+        results = await while_client_waits(request, classified)
     return {
         "results": [
             {"filename": upload.name, **_answer(upload, result)}
@@ -201,7 +202,7 @@ async def edges(
         raise ApiError(Error.INVALID_REQUEST, f"blur must be 0 or odd, not {blur}")
     parameters = CannyParameters(low, high, aperture_size, l2_gradient, gray, blur)
     async with admission.received(request, max_files=1) as [upload], inference.admitted():
-        edge_map = await inference.edges(upload.data, parameters)
+        edge_map = await while_client_waits(request, inference.edges(upload.data, parameters))
     if format is EdgesFormat.json:
         count = int(np.count_nonzero(edge_map))
         summary = EdgesSummary(
