@@ -14,6 +14,7 @@ cancelled, before it started or while it runs, is stopped within ``CANCEL_POLL_S
 import json
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -90,43 +91,37 @@ class TritonPythonModel:
 
 
 class CancelWatch:
-    """A thread that asks every ``CANCEL_POLL_S`` while a run lasts whether all the run's requests were cancelled
-    and, once they are, sets the run's terminate flag: ONNX Runtime then stops it before its next node. A run that
-    any of its clients still waits for goes on.
+    """A thread that asks Triton every ``CANCEL_POLL_S`` whether all the requests of the run in progress, if any,
+    were cancelled and, once they are, sets that run's terminate flag: ONNX Runtime then stops it before its next
+    node. A run that any of its clients still waits for goes on.
 
-    Shorter runs are never asked about: asking as each run starts (or before it) cost every call a round trip,
-    +0.4 ms on a 27 ms classify call, to save at most ``CANCEL_POLL_S`` of compute on the rare abandoned one. One
-    thread per model instance, asleep between runs: a thread started per run made each wait for the OS to schedule it.
+    A run only publishes itself, which costs it nothing measurable; the thread wakes 20 times a second even when
+    idle instead (0.3% of a core for a whole server). Asking before each run cost a round trip to Triton, +0.4 ms
+    on a 25 ms classify call; waking the thread as each run starts, +0.2 ms on a small preprocess call.
     """
 
     def __init__(self):
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._run = None  # (requests, RunOptions) of the run in progress
         threading.Thread(target=self._watch, daemon=True).start()
 
     @contextmanager
     def running(self, requests, options):
-        with self._changed:
-            self._run = requests, options
-            self._changed.notify()
+        self._run = requests, options
         try:
             yield
         finally:
-            with self._changed:  # never during a look: the requests must outlive it
+            with self._lock:  # never during a look: the requests must outlive it
                 self._run = None
 
     def _watch(self):
-        with self._changed:
-            while True:
-                self._changed.wait_for(lambda: self._run is not None)
-                self._look(self._run)
-
-    def _look(self, run):
-        """Until ``run`` ends: the lock is released while waiting, held while asking Triton."""
-        requests, options = run
-        while not self._changed.wait_for(lambda: self._run is not run, CANCEL_POLL_S):
-            if all(request.is_cancelled() for request in requests):
-                options.terminate = True
+        while True:
+            time.sleep(CANCEL_POLL_S)
+            with self._lock:
+                if self._run is not None:
+                    requests, options = self._run
+                    if all(request.is_cancelled() for request in requests):
+                        options.terminate = True
 
 
 def _run_options():
