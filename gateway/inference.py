@@ -23,6 +23,7 @@ from gateway.images import image_error
 from gateway.observability import Metrics, request_id
 from gateway.settings import Settings
 from gateway.tracing import Tracing
+from gateway.triton_wire import TritonWire
 from imaging import ImageError
 from triton_repository import names
 from triton_repository.configs import weights_of
@@ -94,8 +95,9 @@ class TritonClient(Protocol):
 
 
 def connect(settings: Settings) -> TritonClient:
-    """The one long-lived gRPC channel (call it inside the event loop that will use it)."""
-    return triton.InferenceServerClient(settings.triton_url, channel_args=CHANNEL_ARGS)
+    """The one long-lived gRPC channel (call it inside the event loop that will use it); large uploads are framed
+    off the event loop (``gateway.triton_wire``)."""
+    return TritonWire(settings.triton_url, CHANNEL_ARGS)
 
 
 class Inference:
