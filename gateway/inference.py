@@ -206,13 +206,17 @@ class Inference:
         if timeout_s <= 0:
             raise ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
         try:
-            # The deadline is both the gRPC deadline and Triton's queue timeout: a request its client gave up
-            # on leaves the queue instead of running late. The request id reaches Triton's traces and errors.
+            # The deadline is the gRPC deadline (Triton cancels the request when it passes), Triton's queue
+            # timeout, and a parameter every step of an ensemble sees: a run still going when it passes, which
+            # Triton does not tell, stops itself (triton_repository/python_models/onnx_runner.py). The request
+            # id reaches Triton's traces and errors.
             call = self.tracing.triton_call(model, _request_id()) if self.tracing else nullcontext(None)
+            deadline = {names.DEADLINE_PARAMETER: time.time_ns() + int(timeout_s * 1e9)}
             with call as trace_headers:
                 result = await self.client.infer(
                     model, inputs, model_version=version, outputs=outputs, request_id=_request_id(),
                     client_timeout=timeout_s, timeout=int(timeout_s * 1e6), headers=trace_headers,
+                    parameters=deadline,
                 )  # fmt: skip
             self.answers.labels(model=model, version=result.get_response().model_version).inc()
             return result

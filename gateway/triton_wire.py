@@ -62,8 +62,8 @@ class TritonWire(triton.InferenceServerClient):
         request = _get_inference_request(
             model_name=model_name, inputs=bare, model_version=options.pop("model_version", ""),
             request_id=options.pop("request_id", ""), outputs=options.pop("outputs", None),
-            timeout=options.pop("timeout", None), sequence_id=0, sequence_start=False, sequence_end=False,
-            priority=0, parameters=None,
+            timeout=options.pop("timeout", None), parameters=options.pop("parameters", None), sequence_id=0,
+            sequence_start=False, sequence_end=False, priority=0,
         )  # fmt: skip
         if options:
             raise TypeError(f"unsupported options for a framed request: {sorted(options)}")

@@ -1,7 +1,8 @@
 """Triton stops work its client abandoned (issue 13), against the real tritonserver and gateway.
 
 Triton 2.51 marks a request cancelled when its gRPC call is cancelled or its deadline passes, and an ensemble marks
-the steps it has not started yet; the ONNX runner stops a run whose requests are all cancelled. Two things show it,
+the steps it has not started yet (not the one running); the ONNX runner stops a run whose requests are all
+cancelled, or all past the deadline the gateway sends as a request parameter. Two things show it,
 neither a latency: the ``edges`` ensemble's statistics (an ensemble whose Canny step was stopped fails, one whose
 Canny ran to the end succeeds, answer read or not; the python backend counts every request it answered, error or
 not, as a success, so Canny's own statistics cannot tell) and the CPU time of Canny's stub processes.
@@ -238,4 +239,31 @@ def test_a_client_that_leaves_stops_its_edges_request(
     FIGURES["edges clients that left (16 MP)"] = f"{ABANDONED} disconnected while Triton decoded; {abandoned} they left"
     assert gateway.log().count("POST /v1/edges 499") == ABANDONED
     assert abandoned.reached >= 1
+    assert abandoned.ran_to_the_end == 0
+
+
+def test_an_edges_run_still_going_at_its_deadline_stops_itself(
+    own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
+) -> None:
+    """Triton does not tell the ensemble step that is running; the deadline the gateway sends as a parameter does:
+    requests whose deadline passes in the middle of their Canny run (after decoding) stop there."""
+    gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
+    body = encoded(large_photo)
+    warm = asyncio.run(_posts(gateway.url, body, len(Cpu(own_triton, names.CANNY).processes)))  # one per instance
+    assert [r.status_code for r in warm] == [200] * len(warm)
+    started = time.monotonic()
+    assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
+    whole_s = time.monotonic() - started  # decoding (about a fifth) then Canny
+    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=f"{0.6 * whole_s:.3f}")
+    with Abandonment(own_triton) as abandoned:
+        statuses = [
+            httpx.post(f"{hasty.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code
+            for _ in range(ABANDONED)
+        ]  # one at a time: each deadline passes while its own Canny run is going
+
+    FIGURES[f"edges past their deadline mid-Canny (16 MP, {0.6 * whole_s:.2f} s deadline)"] = (
+        f"{ABANDONED} x {sorted(set(statuses))}; {abandoned}"
+    )
+    assert statuses == [504] * ABANDONED
+    assert abandoned.reached == ABANDONED
     assert abandoned.ran_to_the_end == 0

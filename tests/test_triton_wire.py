@@ -4,6 +4,7 @@ real Triton as tritonclient's own infer()."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ def test_framed_pieces_are_the_message_protobuf_serializes() -> None:
     inputs = [_input(f"in{i}", array) for i, array in enumerate(arrays)]
     options = {"model_version": "3", "request_id": "r-1", "outputs": [aio.InferRequestedOutput("out")],
                "sequence_id": 0, "sequence_start": False, "sequence_end": False, "priority": 0,
-               "timeout": 5_000_000, "parameters": None}  # fmt: skip
+               "timeout": 5_000_000, "parameters": {names.DEADLINE_PARAMETER: 1_700_000_000_000_000_000}}  # fmt: skip
     whole = _get_inference_request(model_name="m", inputs=inputs, **options)
     bare = _get_inference_request(
         model_name="m", inputs=[aio.InferInput(i.name(), i.shape(), i.datatype()) for i in inputs], **options
@@ -53,7 +54,9 @@ def test_a_large_upload_gets_the_same_answer_and_errors_as_tritonclient(
         try:
             answers = [
                 (await client.infer("classify", [_input(names.IMAGE, data[np.newaxis])], outputs=output,
-                                    request_id="wire", client_timeout=60)).as_numpy(names.PROBABILITIES)
+                                    request_id="wire", client_timeout=60,
+                                    parameters={names.DEADLINE_PARAMETER: time.time_ns() + 60 * 10**9},
+                                    )).as_numpy(names.PROBABILITIES)
                 for client in (plain, wire)
             ]  # fmt: skip
             errors = []

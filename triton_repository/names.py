@@ -38,4 +38,8 @@ GRAY = "GRAY"  # BOOL [1], default false: convert to grayscale first (the pre-20
 BLUR = "BLUR"  # INT32 [1], Gaussian kernel size, 0 (default) for none, else odd
 CANNY_PARAMETERS = (LOW, HIGH, APERTURE_SIZE, L2_GRADIENT, GRAY, BLUR)
 
+# A request parameter (INT64, ns since the epoch): when the client stops waiting. Ensembles pass request parameters
+# to every step, so a step's run can stop when it passes (onnx_runner.py spells it out: it is copied alone).
+DEADLINE_PARAMETER = "deadline_unix_ns"
+
 LABELS = "labels.txt"

@@ -7,8 +7,9 @@ images of different sizes) run one by one. Uses the CUDA execution provider on a
 installed onnxruntime has it, else the CPU.
 
 Nothing runs long for a client that has gone. Triton marks a request cancelled when its gRPC call is cancelled or
-its deadline passes, and an ensemble marks the steps it has not started yet: a run whose requests are all
-cancelled, before it started or while it runs, is stopped within ``CANCEL_POLL_S`` and they are answered CANCELLED.
+its deadline passes, and an ensemble marks the steps it has not started yet, not the one running: a run whose
+requests are all cancelled, or all past the deadline their client sent as a parameter (which ensembles pass to
+every step), before it started or while it runs, is stopped within ``CANCEL_POLL_S``; they are answered CANCELLED.
 """
 
 import json
@@ -24,6 +25,7 @@ import triton_python_backend_utils as pb_utils
 # How often a run in progress asks Triton whether its requests were cancelled: a round trip to the Triton process
 # (about 0.1 ms) per look, against at most this much compute wasted for clients that have gone.
 CANCEL_POLL_S = 0.05
+DEADLINE_PARAMETER = "deadline_unix_ns"  # triton_repository.names.DEADLINE_PARAMETER
 
 
 class TritonPythonModel:
@@ -91,9 +93,9 @@ class TritonPythonModel:
 
 
 class CancelWatch:
-    """A thread that asks Triton every ``CANCEL_POLL_S`` whether all the requests of the run in progress, if any,
-    were cancelled and, once they are, sets that run's terminate flag: ONNX Runtime then stops it before its next
-    node. A run that any of its clients still waits for goes on.
+    """A thread that looks every ``CANCEL_POLL_S`` whether all the requests of the run in progress, if any, are
+    past their deadline or were cancelled (asking Triton) and, once they are, sets that run's terminate flag: ONNX
+    Runtime then stops it before its next node. A run that any of its clients still waits for goes on.
 
     A run only publishes itself, which costs it nothing measurable; the thread wakes 20 times a second even when
     idle instead (0.3% of a core for a whole server). Asking before each run cost a round trip to Triton, +0.4 ms
@@ -102,12 +104,13 @@ class CancelWatch:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._run = None  # (requests, RunOptions) of the run in progress
+        self._run = None  # (requests, RunOptions, the latest of their deadlines or None) of the run in progress
         threading.Thread(target=self._watch, daemon=True).start()
 
     @contextmanager
     def running(self, requests, options):
-        self._run = requests, options
+        deadlines = [json.loads(request.parameters()).get(DEADLINE_PARAMETER) for request in requests]
+        self._run = requests, options, None if None in deadlines else max(deadlines)
         try:
             yield
         finally:
@@ -119,8 +122,10 @@ class CancelWatch:
             time.sleep(CANCEL_POLL_S)
             with self._lock:
                 if self._run is not None:
-                    requests, options = self._run
-                    if all(request.is_cancelled() for request in requests):
+                    requests, options, deadline = self._run
+                    if (deadline is not None and time.time_ns() > deadline) or all(
+                        request.is_cancelled() for request in requests
+                    ):
                         options.terminate = True
 
 
