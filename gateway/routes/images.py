@@ -201,8 +201,14 @@ async def edges(
     if blur and blur % 2 == 0:
         raise ApiError(Error.INVALID_REQUEST, f"blur must be 0 or odd, not {blur}")
     parameters = CannyParameters(low, high, aperture_size, l2_gradient, gray, blur)
-    async with admission.received(request, max_files=1) as [upload], inference.admitted():
-        edge_map = await while_client_waits(request, inference.edges(upload.data, parameters))
+    async with admission.received(request, max_files=1) as [upload]:
+        async with inference.admitted():
+            edge_map = await while_client_waits(request, inference.edges(upload.data, parameters))
+        # Inside the pixel budget: the map (a byte per pixel) and its PNG are what this request holds now.
+        return await _edges_answer(edge_map, format, low, high)
+
+
+async def _edges_answer(edge_map: np.ndarray, format: EdgesFormat, low: float, high: float) -> Response:
     if format is EdgesFormat.json:
         count = int(np.count_nonzero(edge_map))
         summary = EdgesSummary(
