@@ -22,6 +22,7 @@ from tests.hostile import abusive_structure, png_bomb
 from tests.probe import Probe
 from tests.test_observability import metric_samples
 
+pytestmark = pytest.mark.reliability
 MAX_BODY = 10 * 1024 * 1024
 JPEG = {"content-type": "image/jpeg"}
 
@@ -101,6 +102,20 @@ def test_healthz_answers_while_abusive_files_are_in_flight(
     assert set(statuses) <= {413, 415, 422}, statuses  # every one refused, none a 5xx
     photo = cv2.imencode(".jpg", photos["coffee"])[1].tobytes()
     assert httpx.post(f"{gateway.url}/v1/classify", content=photo, headers=JPEG, timeout=60).status_code == 200
+
+
+def test_healthz_answers_while_twelve_12_mp_photos_are_classified(
+    gateway: Gateway, photos: dict[str, np.ndarray]
+) -> None:
+    """Valid, large and all admitted at the defaults: each upload crosses the event loop on its way to Triton."""
+    big = cv2.resize(photos["coffee"], (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    grain = np.random.default_rng(0).integers(0, 40, big.shape, dtype=np.uint8)  # a sensor's noise: 8-9 MB
+    photo = cv2.imencode(".jpg", cv2.add(big, grain), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    worst_ms, statuses = _healthz_worst_ms(gateway.url, [(photo, "image/jpeg")], copies=12)
+    FIGURES["/healthz worst during 12 x a 12 MP photo"] = (
+        f"{worst_ms:.0f} ms ({len(photo) / 1e6:.1f} MB each); statuses {dict(statuses)}"
+    )
+    assert statuses == Counter({200: 12})
 
 
 def _trickler(port: int) -> socket.socket:

@@ -20,7 +20,7 @@ from gateway.items.sqlite import SQLiteItemStore
 from gateway.items.store import StoreUnavailable
 from tests.figures import FIGURES
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 
 BUSY_TIMEOUT_S = 0.3
 

@@ -22,6 +22,8 @@ from gateway.settings import Settings
 from tests.conftest import Gateway
 from tests.figures import FIGURES
 
+pytestmark = pytest.mark.reliability
+
 
 @pytest.fixture(scope="module")
 def front(gateway_factory: Callable[..., Gateway]) -> Gateway:

@@ -78,6 +78,7 @@ def _classify(gateway: Gateway, body: bytes, version: str = "") -> httpx.Respons
                       headers={"content-type": "image/jpeg"}, timeout=60)  # fmt: skip
 
 
+@pytest.mark.reliability
 def test_version_swap_under_load(
     repository: Path,
     server: TritonServer,

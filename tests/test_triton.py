@@ -209,6 +209,7 @@ def _encoded_input(data: bytes) -> grpcclient.InferInput:
     return tensor
 
 
+@pytest.mark.reliability
 def test_hostile_files_sent_straight_to_triton_are_refused_and_it_keeps_serving(
     triton: TritonServer, photos: dict[str, np.ndarray]
 ) -> None:
