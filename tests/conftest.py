@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -32,14 +33,21 @@ def test_repository() -> Path:
     return TEST_REPOSITORY
 
 
-@pytest.fixture(scope="session")
-def triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+@contextmanager
+def running_triton(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """A tritonserver serving ``repository`` on free ports, its log in a fresh temporary folder; stopped after."""
     log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    server = on_free_ports(3, lambda ports: TritonServer(test_repository, Ports(*ports), log_path=log).start())
+    server = on_free_ports(3, lambda ports: TritonServer(repository, Ports(*ports), log_path=log).start())
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    with running_triton(test_repository, tmp_path_factory) as server:
+        yield server
 
 
 def _bgr(rgb: np.ndarray) -> np.ndarray:

@@ -26,9 +26,8 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import np_to_triton_dtype
 
 from gateway.inference import CHANNEL_ARGS
-from launcher.process import on_free_ports
-from launcher.triton import Ports, TritonServer
-from tests.conftest import Gateway
+from launcher.triton import TritonServer
+from tests.conftest import Gateway, running_triton
 from tests.figures import FIGURES
 from triton_repository import names
 
@@ -52,12 +51,8 @@ def large_photo(photos: dict[str, np.ndarray]) -> np.ndarray:
 def own_triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """A Triton for this module alone: Canny on a photo this large leaves ONNX Runtime's arena at gigabytes per
     instance, for as long as the process lives."""
-    log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    server = on_free_ports(3, lambda ports: TritonServer(test_repository, Ports(*ports), log_path=log).start())
-    try:
+    with running_triton(test_repository, tmp_path_factory) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Cpu:
