@@ -7,7 +7,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import tritonclient.grpc as grpcclient
 
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
-from tests.conftest import TEST_MODEL, Gateway
+from tests.conftest import TEST_MODEL, Gateway, running_triton
 from tests.figures import FIGURES, Beside, PeakRss, hold_rss, rss_mib
 from tests.hostile import corpus, unusual_but_valid
 from tests.probe import Probe
@@ -86,13 +86,22 @@ def test_unusual_but_valid_images_are_converted_and_classified(gateway: Gateway,
         assert abs(got[0]["probability"] - reference[0]["probability"]) < 0.01, name
 
 
-def test_schemathesis_finds_no_server_error(gateway: Gateway) -> None:
+@pytest.fixture(scope="module")
+def fuzzed(
+    gateway_factory: Callable[..., Gateway], test_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway on a Triton of its own: schemathesis calls every route, the admin ones that unload models too."""
+    with running_triton(test_repository, tmp_path_factory) as triton:
+        yield gateway_factory(GATEWAY_TRITON_URL=triton.grpc_url)
+
+
+def test_schemathesis_finds_no_server_error(fuzzed: Gateway) -> None:
     """Property-based requests from the OpenAPI schema, stateful CRUD links included: no 5xx, no schema lies."""
     import hypothesis
     import schemathesis
     from schemathesis import checks as sc
 
-    schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{fuzzed.url}/openapi.json")
     settings = hypothesis.settings(
         max_examples=40, deadline=None, derandomize=True, database=None,
         suppress_health_check=list(hypothesis.HealthCheck),
@@ -444,13 +453,13 @@ def test_full_image_budgets_stay_under_the_rss_the_settings_imply(
     assert set(statuses) == {200, 429}, statuses
 
 
-def test_schemathesis_stateful_crud_links(gateway: Gateway) -> None:
+def test_schemathesis_stateful_crud_links(fuzzed: Gateway) -> None:
     """Sequences that follow the OpenAPI links (create -> get/put/patch/delete the created item)."""
     import hypothesis
     import schemathesis
     from schemathesis import checks as sc
 
-    schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{fuzzed.url}/openapi.json")
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
         def validate_response(self, response: object, case: schemathesis.Case, **kwargs: object) -> None:
