@@ -1,4 +1,5 @@
-"""Optional API keys on ``/v1``: ``Authorization: Bearer <key>`` or ``X-API-Key``; off while none is set.
+"""Optional API keys on ``/v1``: ``Authorization: Bearer <key>`` or ``X-API-Key``; off while none is set, except
+for model control, which is then open to clients on this host only.
 
 Both ways are declared with FastAPI's security classes so OpenAPI lists them under ``securitySchemes`` and
 Swagger UI's "Authorize" button can send a key; the check itself stays ours (constant time, our 401 body).
@@ -7,10 +8,11 @@ Swagger UI's "Authorize" button can send a key; the check itself stays ours (con
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Security
+from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.deps import ApiKeysDep
@@ -59,3 +61,24 @@ async def require_api_key(
             "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
             {"WWW-Authenticate": 'Bearer realm="gateway"'},
         )
+
+
+async def require_model_control(request: Request, keys: ApiKeysDep) -> None:
+    """Unloading a model stops every client's requests for it: with API keys configured, model control takes a
+    valid key like every /v1 route; with none, it is open to loopback clients only (``make serve``'s user), never
+    to whoever reaches the gateway through a load balancer."""
+    if keys:
+        return  # require_api_key guards every /v1 route then
+    if not _loopback(request.client.host if request.client else ""):
+        raise ApiError(
+            Error.FORBIDDEN,
+            "model control is open to clients on the gateway's own host only while no API key is configured; "
+            "set GATEWAY_API_KEYS and send a key",
+        )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # not an address (a test client's name, a Unix socket)
+        return False

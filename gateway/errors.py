@@ -45,6 +45,7 @@ class Error(Enum):
 
     BAD_REQUEST = "bad_request", 400, "the request is malformed (HTTP level)"
     UNAUTHORIZED = "unauthorized", 401, "a valid API key is required (`Authorization: Bearer <key>` or `X-API-Key`)"
+    FORBIDDEN = "forbidden", 403, "model control from another host needs API keys configured (`GATEWAY_API_KEYS`)"
     NOT_FOUND = "not_found", 404, "no such route, item or asset"
     MODEL_NOT_FOUND = "model_not_found", 404, "Triton's repository has no model of that name"
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "the route does not take this method"

@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 from gateway.app import create_app
 from gateway.errors import Error
 from gateway.settings import Settings
+from tests.conftest import TEST_MODEL
 from triton_repository import names
 
 
@@ -52,6 +53,12 @@ class FakeTriton:
 
     async def is_model_ready(self, model_name: str, **options: Any) -> bool:
         return True
+
+    async def get_model_repository_index(self, **options: Any) -> dict[str, Any]:
+        return {"models": [{"name": TEST_MODEL, "version": "1", "state": "READY"}]}
+
+    async def unload_model(self, model_name: str, **options: Any) -> None:
+        self.sent.append((f"unload {model_name}", {}))
 
     async def close(self) -> None:
         pass
@@ -172,3 +179,26 @@ def test_small_frictions_get_a_helpful_answer(client: TestClient, fake: FakeTrit
     empty_form = client.post("/v1/classify", files={"note": (None, "hello")})
     assert empty_form.json()["error"]["code"] == Error.MISSING_FILE.code
     assert "-F file=@" in empty_form.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("host", "keys", "key", "status"),
+    [
+        ("203.0.113.7", [], None, 403),  # no keys: another host may not unload models
+        ("127.0.0.1", [], None, 200),  # no keys: this host may (make serve's user)
+        ("::1", [], None, 200),
+        ("203.0.113.7", ["s3cret"], "s3cret", 200),  # keys: a key opens it from anywhere
+        ("127.0.0.1", ["s3cret"], None, 401),  # keys: loopback needs one too
+    ],
+)
+def test_model_control_needs_a_key_or_the_gateways_own_host(
+    fake: FakeTriton, tmp_path: Path, host: str, keys: list[str], key: str | None, status: int
+) -> None:
+    settings = Settings(sqlite_path=tmp_path / "items.sqlite3", api_keys=keys)
+    app = create_app(settings, triton_client=lambda _: fake)
+    with TestClient(app, client=(host, 40000)) as remote:
+        answer = remote.post(f"/v1/admin/models/{TEST_MODEL}/unload", headers={"X-API-Key": key} if key else {})
+    assert answer.status_code == status, answer.text
+    assert (f"unload {TEST_MODEL}", {}) in fake.sent if status == 200 else not fake.sent
+    if status == 403:
+        assert answer.json()["error"]["code"] == "forbidden"

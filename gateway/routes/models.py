@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Depends, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from tritonclient.utils import InferenceServerException
 
+from gateway.auth import require_model_control
 from gateway.deps import InferenceDep, SettingsDep
 from gateway.errors import ApiError, Error, error_responses
 from gateway.inference import Inference, to_api_error
@@ -49,6 +50,7 @@ _ERRORS = error_responses(Error.UNAUTHORIZED, Error.TRITON_UNAVAILABLE, Error.DE
 _CONTROL_ERRORS = error_responses(
     Error.BAD_REQUEST,  # a body FastAPI cannot even parse (not UTF-8)
     Error.UNAUTHORIZED,
+    Error.FORBIDDEN,
     Error.MODEL_NOT_FOUND,
     Error.MODEL_CONTROL_FAILED,
     Error.INVALID_REQUEST,
@@ -113,6 +115,7 @@ async def list_models(inference: InferenceDep) -> ModelsResponse:
 @router.post(
     "/admin/models/{name}/load",
     response_model=ModelState,
+    dependencies=[Depends(require_model_control)],
     summary="Load a model, or reload it to pick up new versions and its config",
     description="Without a body, Triton re-reads the model's folder and config and serves the versions its "
     'version policy names (every version folder, for the ResNet). With `{"versions": [...]}`, exactly those. '
@@ -131,6 +134,7 @@ async def load(inference: InferenceDep, name: ModelName, body: OptionalVersions 
 @router.post(
     "/admin/models/{name}/unload",
     response_model=ModelState,
+    dependencies=[Depends(require_model_control)],
     summary="Unload a model, or only some of its versions",
     description='Without a body, the whole model (requests for it then get 503). With `{"versions": [...]}`, '
     "only those: the model is reloaded serving its other ready versions.",
