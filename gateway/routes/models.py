@@ -18,6 +18,8 @@ from gateway.inference import Inference, to_api_error
 from gateway.observability import fetch_triton_metrics
 
 router = APIRouter(prefix="/v1", tags=["models"])
+# Model control: unloading a model stops every client's requests for it (gateway.auth.require_model_control).
+admin = APIRouter(prefix="/admin", dependencies=[Depends(require_model_control)])
 # Beside /metrics, behind the same keys when GATEWAY_PROTECT_METRICS is set; only there when Triton's URL is set.
 triton_metrics_router = APIRouter(tags=["health"])
 
@@ -112,10 +114,9 @@ async def list_models(inference: InferenceDep) -> ModelsResponse:
     return ModelsResponse(models=list((await _index(inference)).values()))
 
 
-@router.post(
-    "/admin/models/{name}/load",
+@admin.post(
+    "/models/{name}/load",
     response_model=ModelState,
-    dependencies=[Depends(require_model_control)],
     summary="Load a model, or reload it to pick up new versions and its config",
     description="Without a body, Triton re-reads the model's folder and config and serves the versions its "
     'version policy names (every version folder, for the ResNet). With `{"versions": [...]}`, exactly those. '
@@ -131,10 +132,9 @@ async def load(inference: InferenceDep, name: ModelName, body: OptionalVersions 
     return await _known(inference, name)
 
 
-@router.post(
-    "/admin/models/{name}/unload",
+@admin.post(
+    "/models/{name}/unload",
     response_model=ModelState,
-    dependencies=[Depends(require_model_control)],
     summary="Unload a model, or only some of its versions",
     description='Without a body, the whole model (requests for it then get 503). With `{"versions": [...]}`, '
     "only those: the model is reloaded serving its other ready versions.",
@@ -151,6 +151,9 @@ async def unload(inference: InferenceDep, name: ModelName, body: OptionalVersion
             raise ApiError(Error.INVALID_REQUEST, f"that would leave {name!r} no version: unload it without a body")
         await _load_versions(inference, name, sorted(keep))
     return await _known(inference, name)
+
+
+router.include_router(admin)  # after its routes: including copies them
 
 
 @triton_metrics_router.get("/metrics/triton", summary="Triton's own Prometheus metrics, passed through",
