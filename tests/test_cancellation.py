@@ -135,6 +135,12 @@ async def _posts(url: str, body: bytes, count: int) -> list[httpx.Response]:
         return await asyncio.gather(*(client.post("/v1/edges", content=body, headers=JPEG) for _ in range(count)))
 
 
+def _warm(gateway: Gateway, body: bytes, canny: Cpu) -> None:
+    """An edges request per Canny instance, at once, so that each has run this photo before it is timed."""
+    warm = asyncio.run(_posts(gateway.url, body, len(canny.processes)))
+    assert [r.status_code for r in warm] == [200] * len(warm), [r.text for r in warm]
+
+
 def test_abandoned_edges_requests_stop_at_the_canny_step(
     own_triton: TritonServer,
     gateway_factory: Callable[..., Gateway],
@@ -144,8 +150,7 @@ def test_abandoned_edges_requests_stop_at_the_canny_step(
     canny = Cpu(own_triton, names.CANNY)
     gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
-    warm = asyncio.run(_posts(gateway.url, body, len(canny.processes)))  # at once: one per instance
-    assert [r.status_code for r in warm] == [200] * len(warm), [r.text for r in warm]
+    _warm(gateway, body, canny)
     before = canny()
     assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
     one_run = canny() - before  # what Canny computes for this photo, alone
@@ -244,8 +249,7 @@ def test_an_edges_run_still_going_at_its_deadline_stops_itself(
     requests whose deadline passes in the middle of their Canny run (after decoding) stop there."""
     gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
-    warm = asyncio.run(_posts(gateway.url, body, len(Cpu(own_triton, names.CANNY).processes)))  # one per instance
-    assert [r.status_code for r in warm] == [200] * len(warm)
+    _warm(gateway, body, Cpu(own_triton, names.CANNY))
     started = time.monotonic()
     assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
     whole_s = time.monotonic() - started  # decoding (about a fifth) then Canny
