@@ -12,7 +12,7 @@ WEIGHTS    ?= auto
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
-.PHONY: help install lock browser models serve test reliability bench bench-gpu bench-sweep gpu-kit deploy deploy-dry-run lint clean
+.PHONY: help install lock browser models serve test test-unit reliability bench bench-gpu bench-sweep gpu-kit deploy deploy-dry-run lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -38,7 +38,7 @@ install: $(STAMP)  ## create .venv and install the project with its extras, exac
 lock: | $(UV)  ## re-resolve uv.lock to the newest versions pyproject.toml allows (then commit it; make install)
 	$(UV) lock --upgrade
 
-$(REPOSITORY)/$(MODEL)/1/model.onnx: triton_repository/python_models/decode.py | $(STAMP)
+$(REPOSITORY)/$(MODEL)/1/model.onnx: servables/python_models/decode.py | $(STAMP)
 	$(PY) -m export --model $(MODEL) --weights $(WEIGHTS) --repository $(REPOSITORY)
 
 models: $(REPOSITORY)/$(MODEL)/1/model.onnx  ## export the default model (resnet50) unless it is there
@@ -47,16 +47,19 @@ SERVE_ARGS ?=
 serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both; SERVE_ARGS="--port 9090 ...")
 	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY) $(SERVE_ARGS)
 
-$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py triton_repository/*.py triton_repository/python_models/*.py) | $(STAMP)
+$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py servables/*.py servables/python_models/*.py) | $(STAMP)
 	$(PY) -m export --model resnet18 --repository $(TEST_REPOSITORY)
 
-# Debian's chromium for tests/test_ui.py (Playwright drives it; it never downloads a browser of its own).
+# Debian's chromium for tests/integration/test_ui.py (Playwright drives it; it never downloads a browser of its own).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:  ## install Debian's chromium for the browser test, unless it is there
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
 test: install browser $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests need and run the whole suite
 	$(PY) -m pytest
+
+test-unit: install  ## the fast tier: no server, no export (the inner loop; under a minute)
+	$(PY) -m pytest tests/unit
 
 reliability: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)
 	$(PY) -m pytest -m reliability

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from export.preprocess import reference_preprocess
-from triton_repository.names import LABELS, PROBABILITIES
+from servables.names import LABELS, PROBABILITIES
 
 TOP_K = 5
 MAX_BATCH_SIZE = 8  # LitServe: at most this many requests per session run

@@ -32,7 +32,7 @@ from bench.suite import (
     Measured,
 )
 from bench.triton_stats import TritonDelta
-from triton_repository.names import CLASSIFY, DECODE_REDUCED, PREPROCESS
+from servables.names import CLASSIFY, DECODE_REDUCED, PREPROCESS
 
 PATH_ROLES = ("gateway", "triton", TRITON_STUBS)  # the processes a classification passes through
 CLIENT_BOUND_CORES = 0.8  # the load generator's event loop is one thread: near a core, it is the bottleneck

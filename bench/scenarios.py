@@ -27,7 +27,7 @@ from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from bench.inputs import RoundRobin, decode
 from bench.loadgen import RequestFailed, Send
 from export.preprocess import reference_preprocess
-from triton_repository import names
+from servables import names
 
 TOP_K = 5  # the gateway's default top_k, asked of Triton's classification extension on every path
 TIMEOUT_S = 60.0  # generous: a closed loop at high concurrency on a CPU queues for seconds, by design

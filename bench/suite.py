@@ -27,7 +27,7 @@ from bench.stats import error_kind
 from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import BenchModels
 from bench.wire import Hop, WireWindow
-from triton_repository.names import CLASSIFY, EDGES
+from servables.names import CLASSIFY, EDGES
 
 # Scenario keys, as the report's JSON and ratios name them.
 REST_CLASSIFY = "rest_classify"

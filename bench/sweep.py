@@ -22,7 +22,7 @@ from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import batching_of, exported_model, sweep_repository
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
-from triton_repository.configs import Batching
+from servables.specs import Batching
 
 
 @dataclass(frozen=True)

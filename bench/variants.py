@@ -1,7 +1,7 @@
 """The benchmark's model repositories: the exported models, plus ResNet variants that differ in one setting.
 
 A variant is the exported ResNet's ``model.onnx`` and labels (linked, not copied) under a config written by the
-export's own writer (``triton_repository.configs.resnet_config``) from the exported config's batching settings with
+export's own writer (``servables.configs.resnet_config``) from the exported config's batching settings with
 one change: batching off (scenario 5), FP16 weights, or a sweep point. So a comparison between two variants
 measures that one setting and nothing else.
 """
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from triton_repository.configs import VERSION, Batching, PreprocessSpec, read_config, resnet_config, write_configs
-from triton_repository.names import LABELS
+from servables.configs import resnet_config
+from servables.names import LABELS
+from servables.repository import VERSION, read_config, write_configs
+from servables.specs import Batching, PreprocessSpec
 
 NOBATCH_SUFFIX = "_nobatch"
 FP16_SUFFIX = "_fp16"

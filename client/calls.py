@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 
-from triton_repository import names
+from servables import names
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 503})

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from triton_repository import names
+from servables import names
 
 
 def classify(

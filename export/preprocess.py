@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from triton_repository.configs import PreprocessSpec
+from servables.specs import PreprocessSpec
 
 DEFAULT_SPEC = PreprocessSpec()
 IMAGENET_MEAN = PreprocessSpec.mean

@@ -25,8 +25,8 @@ from gateway.settings import Settings
 from gateway.tracing import Tracing
 from gateway.triton_wire import TritonWire
 from imaging import ImageError
-from triton_repository import names
-from triton_repository.configs import weights_of
+from servables import names
+from servables.repository import weights_of
 
 CHANNEL_ARGS = [
     # Uploads travel as they came (up to the body limit) and edge maps come back as pixels: allow Triton's own
@@ -208,7 +208,7 @@ class Inference:
         try:
             # The deadline is the gRPC deadline (Triton cancels the request when it passes), Triton's queue
             # timeout, and a parameter every step of an ensemble sees: a run still going when it passes, which
-            # Triton does not tell, stops itself (triton_repository/python_models/onnx_runner.py). The request
+            # Triton does not tell, stops itself (servables/python_models/onnx_runner.py). The request
             # id reaches Triton's traces and errors.
             call = self.tracing.triton_call(model, _request_id()) if self.tracing else nullcontext(None)
             deadline = {names.DEADLINE_PARAMETER: time.time_ns() + int(timeout_s * 1e9)}

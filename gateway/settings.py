@@ -10,8 +10,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 
 from gateway.uploads import Pace
-from triton_repository import names
-from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+from imaging.limits import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+from servables import names
 
 KiB, MiB = 1 << 10, 1 << 20
 

@@ -31,7 +31,7 @@ from bench.triton_stats import TritonWindow
 from export.resnet import class_names
 from gpu_kit.repository import Variant, resnet_name, variants, write_repository
 from launcher.triton import Ports, TritonServer, find_install
-from triton_repository import names
+from servables import names
 
 TOP_K = 5
 CUDA_POOL_BYTES = 256 * 1024 * 1024  # GPU tensors between the server and the stubs: a batch of 64 preprocessed

@@ -1,6 +1,6 @@
 """The kit's model repository: the classify ensemble in every variant measured, all served by one Triton.
 
-Configs come from ``triton_repository.configs`` (the production truth) with three changes for the borrowed host:
+Configs come from ``servables.configs`` (the production truth) with three changes for the borrowed host:
 ``preprocess`` and the ResNet run as ``torch_runner`` python models (its ONNX Runtime is CPU-only), the decode
 step exists twice (``decode_gpu``: nvJPEG on GPU instances; ``decode_cpu``: libjpeg-turbo on CPU instances), and
 the ResNet twice where there is a GPU (fp32 and fp16). Each ensemble is ``classify_<decode>_<precision>``.
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from triton_repository import configs, names
-from triton_repository.configs import Batching, PreprocessSpec
+from servables import configs, names, repository
+from servables.specs import Batching, PreprocessSpec
 
 TORCH_RUNNER = Path(__file__).with_name("python_models") / "torch_runner.py"
-DECODE_SOURCE = configs.PYTHON_MODELS / configs.PYTHON_SOURCES[names.DECODE_REDUCED]
+DECODE_SOURCE = repository.PYTHON_MODELS / repository.PYTHON_SOURCES[names.DECODE_REDUCED]
 WEIGHTS = "seed:0"  # nothing can be downloaded there; the exporter's deterministic init, reproduced per instance
 DECODE_CPU_INSTANCES = 8  # half the borrowed host's 16 cores: CPU decode is what the GPU path is measured against
 
@@ -81,15 +81,15 @@ def repository_configs(arch: str, gpu: bool, batching: Batching | None = None) -
 def write_repository(target: Path, arch: str, gpu: bool, labels: list[str]) -> dict[str, dict[str, Any]]:
     """Configs, each python model's ``1/model.py`` and the labels where an output names them."""
     models = repository_configs(arch, gpu)
-    configs.write_configs(target, models)
+    repository.write_configs(target, models)
     for name, config in models.items():
         if config.get("backend") == "python":
             source = TORCH_RUNNER if "module" in config["parameters"] else DECODE_SOURCE
-            shutil.copyfile(source, target / name / configs.VERSION / configs.PYTHON_FILE)
+            shutil.copyfile(source, target / name / repository.VERSION / repository.PYTHON_FILE)
     labelled = [
         name
         for name, config in models.items()
         if name.startswith(names.CLASSIFY) or "arch" in config.get("parameters", {})
     ]
-    configs.write_labels(target, labelled, labels)
+    repository.write_labels(target, labelled, labels)
     return models

@@ -14,7 +14,7 @@ from torch.nn import functional
 
 from export.preprocess import resized_size
 from export.resnet import Classifier, load_backbone
-from triton_repository.configs import PreprocessSpec
+from servables.specs import PreprocessSpec
 
 
 class Preprocess(nn.Module):

@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from imaging import structure
 from imaging.errors import ImageError, Problem
-from triton_repository.configs import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+from imaging.limits import Limits
 
 # Pillow's format name -> the media type clients send. MPO is a JPEG with a second (preview) picture, as phones
 # write them: it decodes as its first picture.
@@ -26,13 +26,6 @@ _PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_pixels: int = MAX_IMAGE_PIXELS
-    min_side: int = MIN_IMAGE_SIDE
-    max_aspect_ratio: float = MAX_ASPECT_RATIO
 
 
 @dataclass(frozen=True)

@@ -9,26 +9,20 @@ up answering 503; a gateway that exits is restarted too.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from launcher.process import Service, ServiceError, http_ok, taken_ports
-from launcher.supervise import Backoff, TritonWatch
+from launcher.supervise import say, supervise
 from launcher.triton import Ports, TritonServer
-from triton_repository import names
-from triton_repository.configs import CONFIG_FILE, read_config, weights_of
+from servables import names
+from servables.repository import CONFIG_FILE, read_config, weights_of
 
 ROOT = Path(__file__).resolve().parent.parent
-REFRESH_S = 2.0  # how often the runtime copy follows the repository (versions exported while serving)
-# A broken Triton is killed at once: with a dead stub its graceful stop never ends, and its in-flight requests
-# then fail now (503) rather than when the python backend next checks its stub (about 1 s).
-RESTART_STOP_S = 0.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,10 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--gateway-shutdown-s", type=float, default=20.0, help="graceful shutdown bound (seconds)")
     return parser.parse_args(argv)
-
-
-def say(message: str) -> None:
-    print(f"[serve] {message}", file=sys.stderr, flush=True)
 
 
 def ensure_models(repository: Path, model: str) -> None:
@@ -152,40 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     triton.stop()
     say("stopped")
     return code
-
-
-def supervise(triton: TritonServer, gateway: Service, stopping: Callable[[], bool]) -> None:
-    """Restart what dies until asked to stop; the gateway keeps answering (503) while Triton comes back."""
-    watch = TritonWatch(triton)
-    triton_backoff, gateway_backoff = Backoff(), Backoff()
-    next_refresh = 0.0
-    while not stopping():
-        if time.monotonic() >= next_refresh:  # a version exported meanwhile reaches the runtime copy
-            next_refresh = time.monotonic() + REFRESH_S
-            with contextlib.suppress(ServiceError):  # a version still being written, or Triton restarting
-                if changed := triton.refresh_repository():
-                    models = sorted({path.parent.name for path in changed})
-                    say(f"the repository changed ({', '.join(models)}): POST /v1/admin/models/<name>/load serves it")
-        if problem := watch.problem():
-            say(f"Triton {problem}; its log: {triton.log_path}. Restarting it (the gateway answers 503 meanwhile)")
-            triton.stop(timeout_s=RESTART_STOP_S)
-            try:
-                triton_backoff.wait(stopping)
-                triton.start()
-                watch = TritonWatch(triton)
-                say("Triton is back")
-                triton_backoff.reset()
-            except ServiceError as exc:
-                say(f"Triton did not come back: {exc}")
-        if not gateway.alive():
-            say(f"the gateway exited (code {gateway.stop()}); its log: {gateway.log_path}. Restarting it")
-            try:
-                gateway_backoff.wait(stopping)
-                gateway.start(timeout_s=60)
-                gateway_backoff.reset()
-            except ServiceError as exc:
-                say(f"the gateway did not come back: {exc}")
-        time.sleep(0.25)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Two installs are known: the NGC layout (``/opt/tritonserver``, with the native onnxruntime backend) and the
 binary inside PyPI's ``nvidia-pytriton`` wheel (python backend only). Either way Triton runs a runtime copy of
-the repository (``triton_repository.runtime``) fitted to the install.
+the repository (``servables.runtime``) fitted to the install.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.process import Service, ServiceError, http_ok, taken_ports
-from triton_repository.runtime import MissingModelFile, materialise, refresh
+from servables.runtime import MissingModelFile, materialise, refresh
 
 NGC_ROOT = Path("/opt/tritonserver")
 SHARED_MEMORY = Path("/dev/shm")

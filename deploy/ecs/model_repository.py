@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from deploy.ecs.errors import DeployError
-from triton_repository.configs import model_file, read_config
+from servables.repository import model_file, read_config
 
 _CHUNK = 1 << 20
 

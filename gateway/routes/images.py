@@ -17,7 +17,7 @@ from gateway.errors import ApiError, Error, error_responses
 from gateway.images import Upload
 from gateway.inference import CannyParameters, Classification, while_client_waits
 from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
-from triton_repository.configs import APERTURE_SIZES, MAX_BLUR
+from servables.configs import APERTURE_SIZES, MAX_BLUR
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 

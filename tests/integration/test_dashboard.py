@@ -1,0 +1,140 @@
+"""deploy/grafana/dashboard.json asks only for series that exist: every PromQL query parses (a real PromQL
+parser), and every metric and label it names is in what a real gateway and a real Triton expose after serving."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import promql_parser
+import pytest
+
+from launcher.triton import TritonServer
+from tests.support.stack import Gateway
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboard.json"
+# Grafana's macros, replaced by Grafana before a query reaches Prometheus.
+MACROS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+# The text exposition format: `name{label="value",...} value [timestamp]`; comments start with '#'.
+SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+\S+")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"')
+
+
+def panels() -> list[dict[str, Any]]:
+    return [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] != "row"]
+
+
+def queries() -> list[str]:
+    return [target["expr"] for panel in panels() for target in panel["targets"]]
+
+
+def parse(query: str) -> Any:
+    for macro, value in MACROS.items():
+        query = query.replace(macro, value)
+    return promql_parser.parse(query)
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every node of a parsed query, depth first."""
+    yield node
+    for attribute in ("lhs", "rhs", "expr", "param", "vector_selector"):
+        child = getattr(node, attribute, None)
+        if child is not None:
+            yield from walk(child)
+    for argument in getattr(node, "args", None) or ():
+        yield from walk(argument)
+
+
+def selectors(node: Any) -> list[Any]:
+    return [n for n in walk(node) if type(n).__name__ == "VectorSelector"]
+
+
+def scrape(url: str) -> dict[str, set[str]]:
+    """Series name -> the label names it carries, from a live /metrics, named as Prometheus stores them.
+
+    Read line by line rather than with prometheus_client's parser: that one renames counters to ``*_total``
+    (Triton's ``nv_inference_count`` would come out as ``nv_inference_count_total``), Prometheus does not."""
+    response = httpx.get(url, timeout=10)
+    response.raise_for_status()
+    series: dict[str, set[str]] = {}
+    for line in response.text.splitlines():
+        sample = SAMPLE.match(line)
+        if sample:
+            series.setdefault(sample["name"], set()).update(LABEL.findall(sample["labels"] or ""))
+    return series
+
+
+@pytest.fixture(scope="module")
+def exposed(gateway: Gateway, triton: TritonServer, photos: dict[str, np.ndarray]) -> dict[str, set[str]]:
+    """What one scraper sees after one classification and one refused request: both processes' series."""
+    jpeg = cv2.imencode(".jpg", photos["coffee"])[1].tobytes()
+    ok = httpx.post(f"{gateway.url}/v1/classify", content=jpeg, headers={"content-type": "image/jpeg"}, timeout=30)
+    assert ok.status_code == 200, ok.text
+    refused = httpx.post(f"{gateway.url}/v1/classify", content=b"not an image", headers={"content-type": "image/jpeg"})
+    assert 400 <= refused.status_code < 500
+    gateway_series, triton_series = scrape(f"{gateway.url}/metrics"), scrape(triton.metrics_url)
+    assert not gateway_series.keys() & triton_series.keys()
+    return gateway_series | triton_series
+
+
+def test_every_query_parses_as_promql() -> None:
+    assert queries()
+    for query in queries():
+        assert selectors(parse(query)), f"no metric in {query}"
+
+
+def test_every_metric_the_dashboard_names_is_exposed(exposed: dict[str, set[str]]) -> None:
+    named = {selector.name for query in queries() for selector in selectors(parse(query))}
+    assert not named - exposed.keys(), f"not exposed by the gateway or Triton: {sorted(named - exposed.keys())}"
+
+
+def test_every_label_the_dashboard_filters_or_groups_by_exists(exposed: dict[str, set[str]]) -> None:
+    for query in queries():
+        tree = parse(query)
+        for selector in selectors(tree):
+            filtered = {matcher.name for matcher in selector.matchers.matchers}
+            assert filtered <= exposed[selector.name], (
+                f"{selector.name} has no label {filtered - exposed[selector.name]}"
+            )
+        for node in walk(tree):
+            if type(node).__name__ == "AggregateExpr" and node.modifier is not None:
+                available = set().union(*(exposed[s.name] for s in selectors(node.expr)))
+                missing = set(node.modifier.labels) - available
+                assert not missing, f"{query}: grouped by {missing}, which its series do not carry"
+
+
+def test_the_main_figures_are_there() -> None:
+    """Throughput, p99, errors by code, Triton's batch size and queue time (issue 16)."""
+    named = {selector.name for query in queries() for selector in selectors(parse(query))}
+    assert {
+        "gateway_requests_total",
+        "gateway_request_seconds_bucket",
+        "gateway_triton_call_seconds_bucket",
+        "gateway_inflight_requests",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_queue_duration_us",
+        "nv_inference_request_success",
+        "nv_inference_request_failure",
+    } <= named
+    assert any("histogram_quantile(0.99" in query for query in queries())
+    assert any("by (status)" in query for query in queries())
+
+
+def test_every_panel_reads_the_chosen_prometheus() -> None:
+    """One datasource variable, so the JSON imports into any Grafana and the compose stack provisions it."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    (variable,) = dashboard["templating"]["list"]
+    assert variable["type"] == "datasource" and variable["query"] == "prometheus"
+    reference = {"type": "prometheus", "uid": f"${{{variable['name']}}}"}
+    for panel in panels():
+        assert panel["datasource"] == reference
+        assert all(target["datasource"] == reference for target in panel["targets"])
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))

@@ -1,0 +1,268 @@
+"""Triton stops work its client abandoned (issue 13), against the real tritonserver and gateway.
+
+Triton 2.51 marks a request cancelled when its gRPC call is cancelled or its deadline passes, and an ensemble marks
+the steps it has not started yet (not the one running); the ONNX runner stops a run whose requests are all
+cancelled, or all past the deadline the gateway sends as a request parameter. Two things show it,
+neither a latency: the ``edges`` ensemble's statistics (an ensemble whose Canny step was stopped fails, one whose
+Canny ran to the end succeeds, answer read or not; the python backend counts every request it answered, error or
+not, as a success, so Canny's own statistics cannot tell) and the CPU time of Canny's stub processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import np_to_triton_dtype
+
+from gateway.inference import CHANNEL_ARGS
+from launcher.triton import TritonServer
+from servables import names
+from tests.support.figures import FIGURES
+from tests.support.stack import Gateway, running_triton
+
+pytestmark = pytest.mark.reliability
+ABANDONED = 4
+# Long enough for a request to reach Triton, half what decoding the photo below takes it here: every deadline passes
+# before the Canny step (an ensemble tells the steps it has not started, not the one running).
+HASTY_TIMEOUT_S = "0.1"
+JPEG = {"content-type": "image/jpeg"}
+
+
+@pytest.fixture(scope="module")
+def large_photo(photos: dict[str, np.ndarray]) -> np.ndarray:
+    """16 MP with a sensor's noise (an upscaled photo alone compresses and decodes unlike a real one), sent as a
+    progressive JPEG of 2.5 MB: Triton decodes it in about 0.2 s, and its Canny run takes about a second."""
+    big = cv2.resize(photos["astronaut"], (4624, 3468), interpolation=cv2.INTER_CUBIC)
+    return cv2.add(big, np.random.default_rng(0).integers(0, 6, big.shape, dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def own_triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """A Triton for this module alone: Canny on a photo this large leaves ONNX Runtime's arena at gigabytes per
+    instance, for as long as the process lives."""
+    with running_triton(test_repository, tmp_path_factory) as server:
+        yield server
+
+
+class Cpu:
+    """CPU seconds (user + system) that some of Triton's processes have used so far."""
+
+    def __init__(self, triton: TritonServer, model: str | None = None) -> None:
+        """Triton and every stub, or the stubs of ``model`` (one per instance)."""
+        assert triton.process is not None
+        stubs = [psutil.Process(pid) for pid in triton.stub_pids()]
+        if model is None:
+            self.processes = [psutil.Process(triton.process.pid), *stubs]
+        else:  # a stub's command line names its model's file: <repository>/<model>/1/model.py
+            self.processes = [stub for stub in stubs if f"/{model}/" in " ".join(stub.cmdline())]
+        assert self.processes
+
+    def __call__(self) -> float:
+        return sum(times.user + times.system for times in (process.cpu_times() for process in self.processes))
+
+    def idle_since(self, quiet_s: float = 0.5, timeout_s: float = 120) -> float:
+        """When (``time.monotonic()``) the processes last used CPU, once they have used none for ``quiet_s``."""
+        started = busy = time.monotonic()
+        used = self()
+        while time.monotonic() - busy < quiet_s:
+            assert time.monotonic() - started < timeout_s, "Triton kept computing"
+            time.sleep(0.02)
+            if (now := self()) > used:
+                busy, used = time.monotonic(), now
+        return busy
+
+
+class Abandonment:
+    """What Triton made of the requests a block abandoned, once it has finished with them: how many reached Canny,
+    how many of those ran to the end (their ensemble succeeded), Canny's CPU and how soon after the block Triton
+    was idle."""
+
+    def __init__(self, triton: TritonServer) -> None:
+        self.stats = grpcclient.InferenceServerClient(triton.grpc_url)
+        self.canny, self.everything = Cpu(triton, names.CANNY), Cpu(triton)
+
+    def _outcomes(self) -> tuple[int, int]:
+        """(Canny runs, edges ensembles that succeeded): the python backend counts every request it answered, error
+        or not, as a success; an ensemble succeeds only when its Canny step ran to the end."""
+
+        def successes(model: str) -> int:
+            stats = self.stats.get_inference_statistics(model, as_json=True)["model_stats"][0]["inference_stats"]
+            return int(stats["success"].get("count", 0))
+
+        return successes(names.CANNY), successes(names.EDGES)
+
+    def __enter__(self) -> Abandonment:
+        self._before, self._cpu = self._outcomes(), self.canny()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        left = time.monotonic()
+        self.idle_after_s = max(self.everything.idle_since() - left, 0)
+        self.canny_cpu_s = self.canny() - self._cpu
+        (runs, succeeded), (runs_before, succeeded_before) = self._outcomes(), self._before
+        self.reached, self.ran_to_the_end = runs - runs_before, succeeded - succeeded_before
+
+    def __str__(self) -> str:
+        return (
+            f"{self.reached} reached Canny, {self.ran_to_the_end} ran to the end; Canny CPU {self.canny_cpu_s:.2f} s "
+            f"for them; Triton idle {self.idle_after_s * 1000:.0f} ms after"
+        )
+
+
+def encoded(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+
+
+def _tensor(name: str, array: np.ndarray) -> aioclient.InferInput:
+    tensor = aioclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+async def _posts(url: str, body: bytes, count: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=count)) as client:
+        return await asyncio.gather(*(client.post("/v1/edges", content=body, headers=JPEG) for _ in range(count)))
+
+
+def _warm(gateway: Gateway, body: bytes, canny: Cpu) -> None:
+    """An edges request per Canny instance, at once, so that each has run this photo before it is timed."""
+    warm = asyncio.run(_posts(gateway.url, body, len(canny.processes)))
+    assert [r.status_code for r in warm] == [200] * len(warm), [r.text for r in warm]
+
+
+def test_abandoned_edges_requests_stop_at_the_canny_step(
+    own_triton: TritonServer,
+    gateway_factory: Callable[..., Gateway],
+    large_photo: np.ndarray,
+    photos: dict[str, np.ndarray],
+) -> None:
+    canny = Cpu(own_triton, names.CANNY)
+    gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
+    body = encoded(large_photo)
+    _warm(gateway, body, canny)
+    before = canny()
+    assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
+    one_run = canny() - before  # what Canny computes for this photo, alone
+
+    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=HASTY_TIMEOUT_S)
+    with Abandonment(own_triton) as abandoned:
+        responses = asyncio.run(_posts(hasty.url, body, ABANDONED))
+
+    FIGURES["abandoned edges (16 MP, 100 ms deadline)"] = (
+        f"{ABANDONED} x {sorted({r.status_code for r in responses})}; {abandoned} the last 504 (a complete run: "
+        f"{one_run:.2f} s of CPU)"
+    )
+    assert [r.status_code for r in responses] == [504] * ABANDONED, [r.text for r in responses]
+    assert all(r.json()["error"]["code"] == "deadline_exceeded" for r in responses)
+    assert abandoned.reached >= 1  # the deadlines passed during decode: Canny was given abandoned requests
+    assert abandoned.ran_to_the_end == 0  # each stopped: its ensemble failed instead of completing for nobody
+
+    small = photos["chelsea"]
+    served = httpx.post(f"{gateway.url}/v1/edges", content=encoded(small), headers=JPEG)
+    assert served.status_code == 200
+    edge_map = cv2.imdecode(np.frombuffer(served.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert edge_map.shape == small.shape[:2] and set(np.unique(edge_map)) <= {0, 255}
+
+
+def test_a_direct_canny_call_cancelled_mid_run_stops_the_run(own_triton: TritonServer, large_photo: np.ndarray) -> None:
+    """gRPC clients may call ``canny`` with decoded pixels; cancelling the call while it runs stops the run."""
+    canny = Cpu(own_triton, names.CANNY)
+    # Its slowest options (7x7 Sobel, L2 gradient: about 4 s of CPU here), so the run lasts well past a look or two.
+    inputs = [
+        _tensor(names.IMAGE, large_photo[np.newaxis]),
+        _tensor(names.APERTURE_SIZE, np.array([[7]], np.int32)),
+        _tensor(names.L2_GRADIENT, np.array([[True]])),
+        _tensor(names.LOW, np.array([[400]], np.float32)),
+        _tensor(names.HIGH, np.array([[1000]], np.float32)),
+    ]
+
+    async def scenario() -> tuple[float, float, float, float]:
+        """(CPU of a complete run, CPU of the cancelled one when cancelled, Canny's CPU then, when)"""
+        client = aioclient.InferenceServerClient(own_triton.grpc_url, channel_args=CHANNEL_ARGS)
+        try:
+            await asyncio.gather(*(client.infer(names.CANNY, inputs) for _ in canny.processes))  # warm them all
+            before = canny()
+            await client.infer(names.CANNY, inputs)
+            one_run = canny() - before  # alone
+            before = canny()
+            call = asyncio.create_task(client.infer(names.CANNY, inputs))
+            while (used := canny()) - before < one_run / 4:  # a quarter of the run's compute done: it is mid-run
+                assert not call.done()
+                await asyncio.sleep(0.01)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            return one_run, used - before, used, time.monotonic()
+        finally:
+            await client.close()
+
+    one_run, done, used, cancelled = asyncio.run(scenario())
+    idle_after_s = canny.idle_since() - cancelled
+    after = canny() - used
+    FIGURES["cancelled direct Canny call (16 MP)"] = (
+        f"cancelled {done:.2f} s into a {one_run:.2f} s run (CPU); {after:.2f} s CPU after; Canny idle "
+        f"{max(idle_after_s, 0) * 1000:.0f} ms after the cancel"
+    )
+    assert after < done  # it computed less after the cancel than before it (without the stop: three times more)
+
+
+def test_a_client_that_leaves_stops_its_edges_request(
+    own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
+) -> None:
+    """A REST client that disconnects while Triton works on its request: the gateway cancels the gRPC call (499)."""
+    gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
+    body = encoded(large_photo)
+    head = f"POST /v1/edges HTTP/1.1\r\nHost: test\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+    decode = Cpu(own_triton, names.DECODE)
+    with Abandonment(own_triton) as abandoned:
+        before, clients = decode(), [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(ABANDONED)]
+        for client in clients:
+            client.sendall(head.encode() + body)
+        started = time.monotonic()
+        while decode() - before < 0.05:  # Triton is decoding them: the requests are in flight
+            assert time.monotonic() - started < 60
+            time.sleep(0.005)
+        for client in clients:
+            client.close()
+
+    FIGURES["edges clients that left (16 MP)"] = f"{ABANDONED} disconnected while Triton decoded; {abandoned} they left"
+    assert gateway.log().count("POST /v1/edges 499") == ABANDONED
+    assert abandoned.reached >= 1
+    assert abandoned.ran_to_the_end == 0
+
+
+def test_an_edges_run_still_going_at_its_deadline_stops_itself(
+    own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
+) -> None:
+    """Triton does not tell the ensemble step that is running; the deadline the gateway sends as a parameter does:
+    requests whose deadline passes in the middle of their Canny run (after decoding) stop there."""
+    gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
+    body = encoded(large_photo)
+    _warm(gateway, body, Cpu(own_triton, names.CANNY))
+    started = time.monotonic()
+    assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
+    whole_s = time.monotonic() - started  # decoding (about a fifth) then Canny
+    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=f"{0.6 * whole_s:.3f}")
+    with Abandonment(own_triton) as abandoned:
+        statuses = [
+            httpx.post(f"{hasty.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code
+            for _ in range(ABANDONED)
+        ]  # one at a time: each deadline passes while its own Canny run is going
+
+    FIGURES[f"edges past their deadline mid-Canny (16 MP, {0.6 * whole_s:.2f} s deadline)"] = (
+        f"{ABANDONED} x {sorted(set(statuses))}; {abandoned}"
+    )
+    assert statuses == [504] * ABANDONED
+    assert abandoned.reached == ABANDONED
+    assert abandoned.ran_to_the_end == 0

@@ -1,0 +1,142 @@
+"""A new ResNet version goes live without a restart and without a failed request: export it beside the served one,
+load it through the gateway's admin route, pin requests to each version, drop the old one, all under load."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from launcher.process import free_ports
+from launcher.triton import Ports, TritonServer
+from servables import configs, names
+from servables import repository as repo
+from servables.specs import Batching, PreprocessSpec
+from tests.support.figures import FIGURES
+from tests.support.stack import TEST_MODEL, Gateway
+
+CLIENTS = 4
+
+
+@pytest.fixture(scope="module")
+def repository(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the test repository, configs regenerated from today's code (version policy, warmup)."""
+    copy = tmp_path_factory.mktemp("versions") / "repository"
+    shutil.copytree(test_repository, copy)
+    weights = repo.weights_of(repo.read_config(copy / names.CLASSIFY / repo.CONFIG_FILE))
+    model_configs = configs.model_configs(TEST_MODEL, PreprocessSpec(), Batching(), weights)
+    repo.write_configs(copy, model_configs)
+    repo.write_python_models(copy, model_configs)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    log = tmp_path_factory.mktemp("versions-triton") / "tritonserver.log"
+    with TritonServer(repository, Ports(*free_ports(3)), log_path=log, exit_timeout_s=10) as triton:
+        yield triton
+
+
+@dataclass
+class Load:
+    """Clients classifying back to back until stopped; every answer's status, latency and version kept."""
+
+    url: str
+    body: bytes
+    stop: threading.Event = field(default_factory=threading.Event)
+    answers: list[tuple[int, float, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=60) as client:
+            while not self.stop.is_set():
+                response = client.post(f"{self.url}/v1/classify", content=self.body,
+                                       headers={"content-type": "image/jpeg"})  # fmt: skip
+                version = response.json().get("model_version", "") if response.status_code == 200 else ""
+                with self.lock:
+                    self.answers.append((response.status_code, response.elapsed.total_seconds(), version))
+
+
+def _ready_versions(gateway: Gateway, model: str) -> list[str]:
+    listed = httpx.get(f"{gateway.url}/v1/models", timeout=10).json()["models"]
+    [entry] = [m for m in listed if m["name"] == model]
+    return [v["version"] for v in entry["versions"] if v["state"] == "READY"]
+
+
+def _classify(gateway: Gateway, body: bytes, version: str = "") -> httpx.Response:
+    params = {"model_version": version} if version else {}
+    return httpx.post(f"{gateway.url}/v1/classify", content=body, params=params,
+                      headers={"content-type": "image/jpeg"}, timeout=60)  # fmt: skip
+
+
+@pytest.mark.reliability
+def test_version_swap_under_load(
+    repository: Path,
+    server: TritonServer,
+    gateway_factory: Callable[..., Gateway],
+    photos: dict[str, np.ndarray],
+) -> None:
+    gateway = gateway_factory(GATEWAY_TRITON_URL=server.grpc_url)
+    body = cv2.imencode(".jpg", photos["chelsea"])[1].tobytes()
+    assert _ready_versions(gateway, TEST_MODEL) == ["1"]
+    before = _classify(gateway, body, "1").json()
+    assert (before["model"], before["model_version"]) == (TEST_MODEL, "1")
+
+    load = Load(gateway.url, body)
+    clients = [threading.Thread(target=load.run) for _ in range(CLIENTS)]
+    for client in clients:
+        client.start()
+    try:
+        # Other weights, so the two versions' answers differ: proof of which one ran.
+        subprocess.run(
+            [sys.executable, "-m", "export", "--model", TEST_MODEL, "--weights", "seed:1", "--version", "2",
+             "--repository", str(repository)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        assert [f"{p.parent.name}/{p.name}" for p in server.refresh_repository()] == [f"{TEST_MODEL}/2"]
+        loaded = httpx.post(f"{gateway.url}/v1/admin/models/{TEST_MODEL}/load", timeout=180)
+        assert loaded.status_code == 200, loaded.text
+        assert [v["version"] for v in loaded.json()["versions"] if v["state"] == "READY"] == ["1", "2"]
+
+        one, two = _classify(gateway, body, "1").json(), _classify(gateway, body, "2").json()
+        latest = _classify(gateway, body).json()
+        assert (one["model_version"], two["model_version"]) == ("1", "2")
+        assert one["predictions"] == before["predictions"]  # version 1 is still the same network
+        assert two["predictions"] != one["predictions"]
+        assert latest["predictions"] == two["predictions"]  # the ensemble follows the latest version
+
+        dropped = httpx.post(f"{gateway.url}/v1/admin/models/{TEST_MODEL}/unload", json={"versions": [1]},
+                             timeout=180)  # fmt: skip
+        assert dropped.status_code == 200, dropped.text
+        assert _ready_versions(gateway, TEST_MODEL) == ["2"]
+        gone = _classify(gateway, body, "1")
+        assert gone.status_code == 503 and gone.json()["error"]["code"] == "model_version_unavailable"
+        assert _classify(gateway, body).json()["predictions"] == two["predictions"]
+    finally:
+        load.stop.set()
+        for client in clients:
+            client.join()
+
+    statuses = [status for status, _, _ in load.answers]
+    latencies = sorted(seconds for _, seconds, _ in load.answers)
+    failures = sum(status != 200 for status in statuses)
+    FIGURES["version swap: requests under load"] = len(statuses)
+    FIGURES["version swap: failed requests"] = failures
+    FIGURES["version swap: p50 / p99 latency (s)"] = (
+        f"{statistics.median(latencies):.3f} / {latencies[int(0.99 * (len(latencies) - 1))]:.3f}"
+    )
+    FIGURES["version swap: unpinned answers by ensemble version"] = {
+        v: sum(1 for *_, version in load.answers if version == v) for v in sorted({a[2] for a in load.answers})
+    }
+    assert failures == 0, sorted(set(statuses))
+    assert len(statuses) > CLIENTS

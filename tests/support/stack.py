@@ -1,0 +1,58 @@
+"""The real servers the suite runs on: the test model's repository, Triton on free ports, the gateway as a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from launcher.process import Service, http_ok, on_free_ports
+from launcher.triton import Ports, TritonServer
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TEST_REPOSITORY = ROOT / "build" / "test-repository"
+TEST_MODEL = "resnet18"
+TEST_WEIGHTS = "seed:0"
+
+
+@contextmanager
+def running_triton(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """A tritonserver serving ``repository`` on free ports, its log in a fresh temporary folder; stopped after."""
+    log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    server = on_free_ports(3, lambda ports: TritonServer(repository, Ports(*ports), log_path=log).start())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Gateway:
+    """``python -m gateway`` as a real process (uvicorn) on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_LOG_LEVEL": "info", **env}
+        self.service = Service("gateway", [sys.executable, "-m", "gateway"], log_path, self.healthy, env, ROOT)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.service.process
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.url}/healthz", timeout_s=1)
+
+    def start(self, timeout_s: float = 60) -> Gateway:
+        self.service.start(timeout_s)
+        return self
+
+    def stop(self, timeout_s: float = 30) -> int | None:
+        return self.service.stop(timeout_s)
+
+    def log(self) -> str:
+        return self.service.log_path.read_text(errors="replace")
