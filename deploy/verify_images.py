@@ -81,6 +81,7 @@ class Report:
 
     steps: list[str] = field(default_factory=list)
     decode_stubs: int = 0  # python-backend stubs seen running Python 3.10 in the Triton image's venv
+    gpu_decoder_jpegs: int = 0  # JPEGs the GPU decoder's code decoded as the CPU path does
     compared: int = 0  # answers compared with the embedded stack's
     refusals: dict[str, str] = field(default_factory=dict)  # sample -> error code, both stacks alike
     gateway_answer: dict[str, object] = field(default_factory=dict)
@@ -148,6 +149,57 @@ def deploy_and_fetch(repository: Path, env: Env, target: Path, say: Say) -> int:
     if fetched.digest != scanned.digest:
         raise ImageCheckFailed(f"{target} is not what was uploaded ({fetched.digest} != {scanned.digest})")
     return len(fetched.files)
+
+
+_GPU_CONTRACT = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])  # the decode model's version folder, as its stub sees it
+from imaging import ImageError, Limits, decode, read_header
+from imaging.decode import decodable
+from imaging.gpu import GpuDecoder
+files = []
+for path in sys.argv[3:]:  # what the decode step hands the GPU decoder: JPEGs past every rule
+    data = open(path, "rb").read()
+    try:
+        header = read_header(data, Limits())
+        if header.format == "JPEG":
+            files.append((decodable(data, header), header))
+    except ImageError:
+        continue
+decoder, worst = GpuDecoder.with_cpu_backend(), 0.0
+for min_side in (0, int(sys.argv[2])):
+    for (data, header), pixels in zip(files, decoder.decode(files, min_side)):
+        expected = decode(data, Limits(), min_side, header)[np.newaxis]
+        if pixels is None or pixels.shape != expected.shape:
+            sys.exit(f"{header}: {None if pixels is None else pixels.shape}, the CPU path {expected.shape}")
+        worst = max(worst, float(np.abs(pixels.astype(np.int16) - expected).mean()))
+print(json.dumps({"jpegs": len(files), "worst": worst}))
+"""
+GPU_TOLERANCE = 1.0  # mean uint8 levels between a block mean and libjpeg's DCT-scaled decode (0.2-0.45 measured)
+
+
+def check_gpu_decoder(env: Env, repository: Path, samples: dict[str, bytes], work: Path) -> tuple[int, float]:
+    """The GPU decoder's own code as shipped (nvImageCodec on its CPU backend, numpy standing in for CuPy), in the
+    image's packages: the CPU path's shapes, and pixels within ``GPU_TOLERANCE`` at the classifier's scale."""
+    config = read_repository(repository)[names.DECODE_REDUCED]
+    folder = work / "samples"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for number, data in enumerate(samples.values()):
+        paths.append(folder / f"{number}.bin")
+        paths[-1].write_bytes(data)
+    version = repository / names.DECODE_REDUCED / "1"
+    min_side = config.parameters["min_side"].string_value
+    done = subprocess.run([env.python, "-I", "-c", _GPU_CONTRACT, str(version), min_side, *map(str, paths)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        module = missing_module_in(done.stderr)
+        raise ImageCheckFailed(lacks(env.image, module, "imaging/gpu.py") if module else done.stderr.strip())
+    result = json.loads(done.stdout.splitlines()[-1])
+    if result["worst"] > GPU_TOLERANCE:
+        raise ImageCheckFailed(f"the GPU decoder's pixels differ from the CPU path's by {result['worst']:.2f} levels")
+    return result["jpegs"], result["worst"]
 
 
 def python_backend_stub(version: str) -> Path:
@@ -335,11 +387,13 @@ def verify(
     count = deploy_and_fetch(repository, env, fetched, say)
     done(f"[2/5] deploy upload to S3 (moto) and fetch_models.py on Python {TRITON_IMAGE.python}: {count} files back, "
          "the digest the deploy uploaded")  # fmt: skip
+    jpegs, worst = check_gpu_decoder(env, fetched, samples, work)
     instances = run_in_image_env(fetched, env)
     with outside_the_checkout(work):
         server = start_triton(fetched, work / "triton.log")
     try:
         report.decode_stubs = stubs_in(server, env)
+        report.gpu_decoder_jpegs = jpegs
         if report.decode_stubs != instances:
             raise ImageCheckFailed(
                 f"{report.decode_stubs} of the {instances} python-backend instances run in {TRITON_IMAGE.describe()}'s "
@@ -347,7 +401,8 @@ def verify(
             )
         done(f"[3/5] every model loaded; the {instances} python-backend instances on Python {TRITON_IMAGE.python} "
              "stubs in that venv (the ONNX models run ONNX Runtime in the project's environment: the PyPI "
-             "tritonserver has no onnxruntime backend)")  # fmt: skip
+             "tritonserver has no onnxruntime backend); the GPU decoder's code, on nvImageCodec's CPU backend, "
+             f"gives the CPU path's pixels on {jpegs} JPEGs (mean difference at most {worst:.2f} levels)")  # fmt: skip
         expected, got = answers(reference_url, samples), answers(server.grpc_url, samples)
         wrong = differences(expected, got)
         if wrong:
@@ -367,15 +422,18 @@ def verify(
 
 
 def builtin_samples() -> dict[str, bytes]:
-    """Real photographs (scikit-image's), one turned by EXIF and one as PNG, and files the rules refuse."""
+    """Real photographs (scikit-image's), one at a camera's size, one turned by EXIF, one as PNG, and files the
+    rules refuse."""
     import io
 
     import cv2
     from PIL import Image
 
-    from bench.inputs import photographs
+    from bench.inputs import camera_photographs, photographs
 
     samples = photographs(("astronaut", "coffee", "chelsea"))
+    # A camera-size photo: the classifier's decode reduces it (1/4 here), on the GPU path too.
+    samples["rocket, 2048x1536"] = camera_photographs((2048, 1536), ("rocket",))["rocket"]
     rotated = Image.open(io.BytesIO(samples["chelsea"]))
     exif = rotated.getexif()
     exif[0x0112] = 6  # stored sideways, shown upright

@@ -44,6 +44,7 @@ def report(
 ) -> Report:
     samples = {name: cv2.imencode(".jpg", photo)[1].tobytes() for name, photo in photos.items()}
     samples["coffee as PNG"] = cv2.imencode(".png", photos["coffee"])[1].tobytes()
+    samples["astronaut, 2048x2048"] = cv2.imencode(".jpg", cv2.resize(photos["astronaut"], (2048, 2048)))[1].tobytes()
     samples |= hostile_files(photos["coffee"])
     return verify(test_repository, samples, triton.grpc_url, tmp_path_factory.mktemp("verify-images"))
 
@@ -51,6 +52,7 @@ def report(
 def test_the_images_run_the_repository_as_the_deploy_ships_it(report: Report) -> None:
     assert [step[:5] for step in report.steps] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
     assert report.decode_stubs == 4  # decode and decode_reduced, two instances each, on Python 3.10 in the venv
+    assert report.gpu_decoder_jpegs >= 5
     # Every hostile file refused by the image's decode step with the embedded stack's code (differences fail verify).
     assert len(report.refusals) >= 20
     assert {"corrupt_image", "image_too_large", "image_too_complex", "unsupported_image"} <= set(
