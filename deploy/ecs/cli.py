@@ -15,6 +15,7 @@ from deploy.ecs.aws import Aws
 from deploy.ecs.config import DeployConfig, EcrImage
 from deploy.ecs.deploy import Deployment
 from deploy.ecs.errors import DeployError
+from deploy.ecs.grpc_endpoint import CLIENT_HEADER, GrpcEndpoint
 from deploy.ecs.model_repository import scan_repository
 
 ACCOUNT_PLACEHOLDER = "<account-id>"  # a dry run without --account-id does not ask STS
@@ -62,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--api-keys-secret-arn", help="Secrets Manager secret holding GATEWAY_API_KEYS")
     what.add_argument("--capacity-provider", help="capacity provider (ASG of GPU instances); default: EC2 launch type")
 
+    grpc = parser.add_argument_group(
+        "direct gRPC clients (opt-in; deploy/ecs/README.md, 'Direct gRPC clients')",
+        f"a TLS network load balancer in front of Triton's gRPC port; every call but health and metadata needs the "
+        f"header {CLIENT_HEADER} with the secret's value",
+    )
+    grpc.add_argument("--grpc-certificate-arn", help="ACM certificate for the TLS listener: turns the endpoint on")
+    grpc.add_argument("--grpc-key-secret-arn", help="Secrets Manager secret holding the key clients send")
+    grpc.add_argument("--grpc-client-cidrs", type=_ids, default=(), help="comma-separated CIDRs that may connect")
+    grpc.add_argument("--grpc-scheme", choices=("internal", "internet-facing"), default="internal",
+                      help="the load balancer's scheme")  # fmt: skip
+    grpc.add_argument("--grpc-subnets", type=_ids, default=(), help="the load balancer's subnets (default: --subnets)")
+
     sizes = parser.add_argument_group("sizes")
     sizes.add_argument("--task-cpu", type=int, default=4096, help="task CPU units (1024 per vCPU)")
     sizes.add_argument("--task-memory", type=int, default=14336, dest="task_memory_mib", help="task memory, MiB")
@@ -100,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def grpc_from_args(args: argparse.Namespace) -> GrpcEndpoint | None:
+    if not args.grpc_certificate_arn and not args.grpc_key_secret_arn:
+        return None
+    if not (args.grpc_certificate_arn and args.grpc_key_secret_arn):
+        raise DeployError("the gRPC endpoint needs both --grpc-certificate-arn and --grpc-key-secret-arn")
+    return GrpcEndpoint(
+        args.grpc_certificate_arn, args.grpc_key_secret_arn, args.grpc_client_cidrs, args.grpc_scheme, args.grpc_subnets
+    )
+
+
 def config_from_args(args: argparse.Namespace, region: str) -> DeployConfig:
     return DeployConfig(
         name=args.name,
@@ -131,6 +154,7 @@ def config_from_args(args: argparse.Namespace, region: str) -> DeployConfig:
         log_retention_days=args.log_retention_days,
         wait=args.wait,
         wait_timeout_s=args.wait_timeout_s,
+        grpc=grpc_from_args(args),
     )
 
 
