@@ -154,13 +154,16 @@ def write_manifest(target: Path, pythons: list[str], repository: Path) -> dict[s
     return manifest
 
 
-def run_command(target: Path, repository: Path) -> str:
-    """The device call that runs the benchmark: what ``make gpu-kit`` prints for the lead."""
+def operator_steps(target: Path, repository: Path, tree_mib: float) -> str:
+    """What to do with the kit on a GPU host, as a person copies it: ``make gpu-kit`` ends with this."""
     kit = target.resolve().relative_to(repository.resolve())
-    return (
-        f'run(command="PYTHONUNBUFFERED=1 python3 -m gpu_kit.device --kit {kit} --out $OUT 2>&1", '
-        f'carry=["{kit}"], timeout_s=540)'
-    )
+    return "\n".join([
+        "To run it on a GPU host (an NVIDIA driver and python3 with torch; no network needed):",
+        f"  here:  tar -cf tritonserve-gpu.tar $(git ls-files) {kit}    # the checkout and the kit, {tree_mib:.1f} MiB",
+        "  there: mkdir tritonserve && tar -xf tritonserve-gpu.tar -C tritonserve && cd tritonserve",
+        f"         PYTHONUNBUFFERED=1 python3 -m gpu_kit.device --kit {kit} --out gpu-report",
+        "  then bring gpu-report/ back (report.md, report.json, triton.log) and commit it as docs/bench/<gpu>/",
+    ])  # fmt: skip
 
 
 def build(target: Path, repository: Path, pythons: list[str]) -> dict[str, Any]:
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {part['bytes'] / 1e6:7.1f} MB  {part['path']}")
     kit, tree = manifest["kit_bytes"] / 2**20, manifest["tree_bytes"] / 2**20
     print(f"  kit {kit:.1f} MiB; with the repository {tree:.1f} MiB of the 64 MiB one call ships")
-    print("\nOn a borrowed GPU host, one device call:\n  " + run_command(args.out, args.repository))
+    print("\n" + operator_steps(args.out, args.repository, tree))
     return 0
 
 

@@ -83,9 +83,12 @@ def write_repository(target: Path, arch: str, gpu: bool, labels: list[str]) -> d
     models = repository_configs(arch, gpu)
     repository.write_configs(target, models)
     for name, config in models.items():
-        if config.get("backend") == "python":
-            source = TORCH_RUNNER if "module" in config["parameters"] else DECODE_SOURCE
-            shutil.copyfile(source, target / name / repository.VERSION / repository.PYTHON_FILE)
+        if config.get("backend") != "python":
+            continue
+        if "module" in config["parameters"]:
+            shutil.copyfile(TORCH_RUNNER, target / name / repository.VERSION / repository.PYTHON_FILE)
+        else:  # the production decode model, with the imaging package beside it as export writes it
+            repository.write_python_model(target / name / repository.VERSION, DECODE_SOURCE)
     labelled = [
         name
         for name, config in models.items()
