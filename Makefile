@@ -82,8 +82,9 @@ bench-gpu: install models $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx  ## on an NVI
 
 # The borrowed-GPU-host kit (gpu_kit/): trimmed tritonserver + the wheels that host lacks, each part <= 64 MB;
 # prints the one device call (its carry list included) that runs the benchmark there -> docs/bench/h200.
-gpu-kit: install  ## build build/gpu-kit for a borrowed GPU host with no network; prints the command to run there
+gpu-kit: install  ## build build/gpu-kit (+ build/gpu-kit-decoder) for a GPU host with no network; prints what to run there
 	$(PY) -m gpu_kit.build --out build/gpu-kit
+	$(PY) -m gpu_kit.build --decoder --out build/gpu-kit-decoder
 
 # No Docker here: each image's Python and locked packages in a venv run what the image runs (deploy/verify_images.py).
 verify-images: install models  ## run the repository as the deploy ships it in the images' environments (about a minute)

@@ -41,7 +41,7 @@ class GpuDecoder:
             import cupy
             from nvidia import nvimgcodec
         except ImportError as exc:
-            raise GpuUnavailable(f"{exc.name} is not installed in this Python") from None
+            raise GpuUnavailable(f"its packages are not all installed in this Python ({exc})") from None
         try:
             cupy.cuda.Device(device_id).use()
             decoder = cls(nvimgcodec.Decoder(device_id=device_id), _params(nvimgcodec), cupy)
