@@ -12,7 +12,7 @@ WEIGHTS    ?= auto
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
-.PHONY: help install lock browser models serve test test-unit reliability bench bench-gpu bench-sweep gpu-kit deploy deploy-dry-run lint clean
+.PHONY: help install lock browser models serve test test-unit reliability bench bench-gpu bench-sweep gpu-kit verify-images deploy deploy-dry-run lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -35,8 +35,11 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(STAMP)  ## create .venv and install the project with its extras, exactly as uv.lock pins them
 
-lock: | $(UV)  ## re-resolve uv.lock to the newest versions pyproject.toml allows (then commit it; make install)
+# Two locks, one command: the project's (Python 3.11+) and the Triton image's packages (its Python 3.10).
+TRITON_ENV := deploy/ecs/triton-env
+lock: | $(UV)  ## re-resolve uv.lock and deploy/ecs/triton-env/uv.lock to the newest versions allowed (then commit them; make install)
 	$(UV) lock --upgrade
+	$(UV) lock --upgrade --no-python-downloads --project $(TRITON_ENV)
 
 $(REPOSITORY)/$(MODEL)/1/model.onnx: servables/python_models/decode.py | $(STAMP)
 	$(PY) -m export --model $(MODEL) --weights $(WEIGHTS) --repository $(REPOSITORY)
@@ -79,8 +82,13 @@ bench-gpu: install models $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx  ## on an NVI
 
 # The borrowed-GPU-host kit (gpu_kit/): trimmed tritonserver + the wheels that host lacks, each part <= 64 MB;
 # prints the one device call (its carry list included) that runs the benchmark there -> docs/bench/h200.
-gpu-kit: install  ## build build/gpu-kit for a borrowed GPU host with no network; prints the command to run there
+gpu-kit: install  ## build build/gpu-kit (+ build/gpu-kit-decoder) for a GPU host with no network; prints what to run there
 	$(PY) -m gpu_kit.build --out build/gpu-kit
+	$(PY) -m gpu_kit.build --decoder --out build/gpu-kit-decoder
+
+# No Docker here: each image's Python and locked packages in a venv run what the image runs (deploy/verify_images.py).
+verify-images: install models  ## run the repository as the deploy ships it in the images' environments (about a minute)
+	$(PY) -m deploy.verify_images --model-repository $(REPOSITORY)
 
 DEPLOY_ARGS ?=
 deploy: install models  ## deploy to Amazon ECS: DEPLOY_ARGS="--cluster ... --bucket ..." (deploy/ecs/README.md)

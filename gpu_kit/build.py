@@ -38,6 +38,9 @@ WHEEL_PINS = (
     "ml-dtypes==0.5.4",
     "grpcio==1.85.3",
 )
+# The production GPU decoder's packages the hosts lack (they have CuPy and CUDA 13): a kit of their own, since the
+# Triton kit and these together pass what one call ships (``gpu_kit/decoder.py`` measures with them).
+DECODER_PINS = ("nvidia-nvimgcodec-cu13==0.9.0.20", "nvidia-nvjpeg==13.3.2.43")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 _LDD_LINE = re.compile(r"^\s*(\S+) => (\S+) \(")
 
@@ -138,7 +141,7 @@ def tracked_bytes(repository: Path) -> int:
 
 def write_manifest(target: Path, pythons: list[str], repository: Path) -> dict[str, Any]:
     """Every part with its size and hash; refuses a kit that would not travel in one call."""
-    parts = [target / RUNTIME, *sorted((target / WHEELS).glob("*.whl"))]
+    parts = [*filter(Path.is_file, [target / RUNTIME]), *sorted((target / WHEELS).glob("*.whl"))]
     entries: list[dict[str, Any]] = [
         {"path": str(part.relative_to(target)), "bytes": part.stat().st_size, "sha256": _sha256(part)} for part in parts
     ]
@@ -154,23 +157,29 @@ def write_manifest(target: Path, pythons: list[str], repository: Path) -> dict[s
     return manifest
 
 
-def run_command(target: Path, repository: Path) -> str:
-    """The device call that runs the benchmark: what ``make gpu-kit`` prints for the lead."""
+def operator_steps(target: Path, repository: Path, tree_mib: float, decoder: bool = False) -> str:
+    """What to do with the kit on a GPU host, as a person copies it: ``make gpu-kit`` ends with this."""
     kit = target.resolve().relative_to(repository.resolve())
-    return (
-        f'run(command="PYTHONUNBUFFERED=1 python3 -m gpu_kit.device --kit {kit} --out $OUT 2>&1", '
-        f'carry=["{kit}"], timeout_s=540)'
-    )
+    script, out = ("gpu_kit.decoder", "gpu-decoder-report") if decoder else ("gpu_kit.device", "gpu-report")
+    return "\n".join([
+        "To run it on a GPU host (an NVIDIA driver and python3 with torch; no network needed):",
+        f"  here:  tar -cf tritonserve-gpu.tar $(git ls-files) {kit}    # the checkout and the kit, {tree_mib:.1f} MiB",
+        "  there: mkdir tritonserve && tar -xf tritonserve-gpu.tar -C tritonserve && cd tritonserve",
+        f"         PYTHONUNBUFFERED=1 python3 -m {script} --kit {kit} --out {out}",
+        f"  then bring {out}/ back (report.md, report.json{'' if decoder else ', triton.log'}) and commit it under "
+        f"docs/bench/<gpu>/{'decoder/' if decoder else ''}",
+    ])  # fmt: skip
 
 
-def build(target: Path, repository: Path, pythons: list[str]) -> dict[str, Any]:
+def build(target: Path, repository: Path, pythons: list[str], decoder: bool = False) -> dict[str, Any]:
     target.mkdir(parents=True, exist_ok=True)
-    if not (target / RUNTIME).is_file():
+    pins = DECODER_PINS if decoder else WHEEL_PINS
+    if not decoder and not (target / RUNTIME).is_file():
         pack_runtime(installed_wheel(), pythons, target)
-    if {pin.split("==")[0].replace("-", "_") for pin in WHEEL_PINS} - {
+    if {pin.split("==")[0].replace("-", "_") for pin in pins} - {
         wheel.name.split("-")[0].lower() for wheel in (target / WHEELS).glob("*.whl")
     }:
-        download_wheels(target)
+        download_wheels(target, pins)
     return write_manifest(target, pythons, repository)
 
 
@@ -178,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpu_kit.build", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/gpu-kit"), help="the kit's folder (git-ignored)")
     parser.add_argument("--repository", type=Path, default=Path("."), help="the checkout the device call ships")
+    parser.add_argument("--decoder", action="store_true", help="the GPU decoder's kit (gpu_kit/decoder.py) instead")
     args = parser.parse_args(argv)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    manifest = build(args.out, args.repository, sorted({DEVICE_PYTHON, here}))
+    manifest = build(args.out, args.repository, sorted({DEVICE_PYTHON, here}), args.decoder)
     for part in manifest["parts"]:
         print(f"  {part['bytes'] / 1e6:7.1f} MB  {part['path']}")
     kit, tree = manifest["kit_bytes"] / 2**20, manifest["tree_bytes"] / 2**20
     print(f"  kit {kit:.1f} MiB; with the repository {tree:.1f} MiB of the 64 MiB one call ships")
-    print("\nOn a borrowed GPU host, one device call:\n  " + run_command(args.out, args.repository))
+    print("\n" + operator_steps(args.out, args.repository, tree, args.decoder))
     return 0
 
 

@@ -224,14 +224,28 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _gpu_decoder_problem() -> str | None:
+    """Why the production GPU decoder (imaging/gpu.py: nvImageCodec and CuPy) cannot load here, or None."""
+    from imaging.gpu import GpuDecoder, GpuUnavailable
+
+    try:
+        GpuDecoder.for_instance("GPU", 0)
+    except GpuUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     gpu = not args.cpu and torch.cuda.is_available()
     models = args.work / "models"
     shutil.rmtree(models, ignore_errors=True)
-    write_repository(models, args.arch, gpu, class_names(args.arch))
-    chosen = variants(gpu)
+    decoder_problem = _gpu_decoder_problem() if gpu else None
+    if decoder_problem:
+        print(f"GPU decode left out: {decoder_problem} (python3 -m gpu_kit.decoder measures it)", file=sys.stderr)
+    write_repository(models, args.arch, gpu, class_names(args.arch), gpu_decode=decoder_problem is None)
+    chosen = variants(gpu, decoder_problem is None)
     sets = {"imagenet": photographs()}
     if args.phone_photos:
         names_ = ("astronaut", "coffee", "chelsea", "rocket")[: args.phone_photos]
@@ -251,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         "facts": _facts(gpu),
         "timing": asdict(timing),
         "inputs": {name: {photo: len(jpeg) for photo, jpeg in jpegs.items()} for name, jpegs in sets.items()},
+        "gpu_decode": "measured" if gpu and not decoder_problem else decoder_problem or "no GPU",
         **results,
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

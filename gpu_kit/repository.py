@@ -32,9 +32,13 @@ class Variant:
         return f"{names.CLASSIFY}_{self.decode}_{self.precision}"
 
 
-def variants(gpu: bool) -> list[Variant]:
+def variants(gpu: bool, gpu_decode: bool = True) -> list[Variant]:
+    """``gpu_decode`` False where the production GPU decoder cannot load: its variants are left out rather than
+    measured as the CPU path under a GPU name."""
     if not gpu:
         return [Variant("cpu", "fp32")]
+    if not gpu_decode:
+        return [Variant("cpu", "fp32"), Variant("cpu", "fp16")]
     return [Variant("gpu", "fp32"), Variant("cpu", "fp32"), Variant("gpu", "fp16")]
 
 
@@ -54,10 +58,12 @@ def _torch_model(config: dict[str, Any], gpu: bool, count: int, **parameters: st
     return config
 
 
-def repository_configs(arch: str, gpu: bool, batching: Batching | None = None) -> dict[str, dict[str, Any]]:
+def repository_configs(
+    arch: str, gpu: bool, batching: Batching | None = None, gpu_decode: bool = True
+) -> dict[str, dict[str, Any]]:
     spec = PreprocessSpec()
     models: dict[str, dict[str, Any]] = {}
-    wanted = variants(gpu)
+    wanted = variants(gpu, gpu_decode)
     for decode in sorted({variant.decode for variant in wanted}):
         config = configs.decode_config(f"{names.DECODE}_{decode}", min_side=spec.resize)
         count = 2 if decode == "gpu" else DECODE_CPU_INSTANCES if gpu else 1  # CPU-only: a stub per step
@@ -78,14 +84,19 @@ def repository_configs(arch: str, gpu: bool, batching: Batching | None = None) -
     return models
 
 
-def write_repository(target: Path, arch: str, gpu: bool, labels: list[str]) -> dict[str, dict[str, Any]]:
+def write_repository(
+    target: Path, arch: str, gpu: bool, labels: list[str], gpu_decode: bool = True
+) -> dict[str, dict[str, Any]]:
     """Configs, each python model's ``1/model.py`` and the labels where an output names them."""
-    models = repository_configs(arch, gpu)
+    models = repository_configs(arch, gpu, gpu_decode=gpu_decode)
     repository.write_configs(target, models)
     for name, config in models.items():
-        if config.get("backend") == "python":
-            source = TORCH_RUNNER if "module" in config["parameters"] else DECODE_SOURCE
-            shutil.copyfile(source, target / name / repository.VERSION / repository.PYTHON_FILE)
+        if config.get("backend") != "python":
+            continue
+        if "module" in config["parameters"]:
+            shutil.copyfile(TORCH_RUNNER, target / name / repository.VERSION / repository.PYTHON_FILE)
+        else:  # the production decode model, with the imaging package beside it as export writes it
+            repository.write_python_model(target / name / repository.VERSION, DECODE_SOURCE)
     labelled = [
         name
         for name, config in models.items()

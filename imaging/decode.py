@@ -6,6 +6,9 @@ also averages like an anti-aliased downscale): a 12 MP photo for a 256-pixel mod
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -69,11 +72,12 @@ def decodable(data: bytes, header: Header) -> bytes:
     return data
 
 
-def upright(image: np.ndarray, orientation: int) -> np.ndarray:
-    """The stored pixels turned as EXIF ``orientation`` says (what cv2.imread does for JPEG, for every format)."""
+def upright(image: Any, orientation: int, xp: ModuleType = np) -> Any:
+    """The stored pixels turned as EXIF ``orientation`` says (what cv2.imread does for JPEG, for every format);
+    ``xp`` is numpy, or CuPy for pixels on a GPU (imaging/gpu.py)."""
     transpose, mirror, turns = UPRIGHT.get(orientation, UPRIGHT[1])
     if transpose:
         image = image.transpose(1, 0, 2)
     if mirror:
         image = image[:, ::-1]
-    return np.ascontiguousarray(np.rot90(image, turns))
+    return xp.ascontiguousarray(xp.rot90(image, turns))

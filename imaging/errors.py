@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from enum import StrEnum
+from enum import Enum
 
 
-class Problem(StrEnum):
-    """Stable machine codes: the gateway answers them as its error codes, Triton as its message prefix."""
+class Problem(str, Enum):
+    """Stable machine codes: the gateway answers them as its error codes, Triton as its message prefix.
+
+    ``str, Enum`` with ``__str__`` rather than 3.11's ``StrEnum``: the decode step runs this package on the Triton
+    image's Python 3.10, and a member formats as its code on both."""
 
     EMPTY = "empty_image"
     UNSUPPORTED = "unsupported_image"
@@ -17,6 +20,9 @@ class Problem(StrEnum):
     TOO_SMALL = "image_too_small"
     BAD_ASPECT_RATIO = "bad_aspect_ratio"
     TOO_COMPLEX = "image_too_complex"  # more markers, chunks, scans or directory entries than are walked
+
+    def __str__(self) -> str:
+        return self.value
 
 
 _ON_THE_WIRE = re.compile(rf"\b({'|'.join(p.value for p in Problem)}): (.*)", re.DOTALL)

@@ -103,6 +103,7 @@ class TritonServer:
         log_path: Path | None = None,
         cache: Path | None = None,
         explicit_model_control: bool = True,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.repository = Path(repository)
         self.ports = ports
@@ -116,6 +117,8 @@ class TritonServer:
         # Everything loads at start either way; explicit control also lets the load/unload API add and drop model
         # versions while Triton serves (Triton's "none" mode refuses those calls).
         self.explicit_model_control = explicit_model_control
+        # Server flags a deployment adds (e.g. --grpc-restricted-protocol, as the ECS task's opt-in gRPC endpoint).
+        self.extra_args = extra_args
         self.service: Service | None = None
         self._workdir: Path | None = None
         self._shm_prefix = f"tritonserve-{uuid.uuid4().hex[:12]}-"  # never empty: stop() removes what it matches
@@ -159,6 +162,7 @@ class TritonServer:
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             *(["--model-control-mode=explicit", "--load-model=*"] if self.explicit_model_control else []),
             *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
+            *self.extra_args,
         ]
 
     def start(self) -> TritonServer:

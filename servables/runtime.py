@@ -39,7 +39,9 @@ def materialise(repository: Path, target: Path, native_onnxruntime: bool, python
             elif entry.name != CONFIG_FILE:
                 (folder / entry.name).symlink_to(entry.resolve())
         config.backend = "python"
-        if python_env:  # the stub must see the virtualenv's packages (PYTHONPATH is not passed through)
+        # The stub must see the virtualenv's packages (PYTHONPATH is not passed through); a model that names its
+        # own environment keeps it (deploy/verify_images.py runs the decode models in the Triton image's).
+        if python_env and "EXECUTION_ENV_PATH" not in config.parameters:
             config.parameters["EXECUTION_ENV_PATH"].string_value = python_env
         (folder / CONFIG_FILE).write_text(text_format.MessageToString(config))
     return target

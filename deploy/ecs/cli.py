@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import boto3
@@ -15,7 +17,10 @@ from deploy.ecs.aws import Aws
 from deploy.ecs.config import DeployConfig, EcrImage
 from deploy.ecs.deploy import Deployment
 from deploy.ecs.errors import DeployError
+from deploy.ecs.grpc_endpoint import CLIENT_HEADER, GrpcEndpoint
 from deploy.ecs.model_repository import scan_repository
+from deploy.ecs.tensorrt import with_tensorrt
+from servables import names
 
 ACCOUNT_PLACEHOLDER = "<account-id>"  # a dry run without --account-id does not ask STS
 # The values CloudWatch Logs accepts for a retention period.
@@ -60,7 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--model-prefix", default="models", help="S3 prefix the deploy owns in the bucket")
     what.add_argument("--table", default="", help="DynamoDB table (default: <name>-items)")
     what.add_argument("--api-keys-secret-arn", help="Secrets Manager secret holding GATEWAY_API_KEYS")
+    what.add_argument(
+        "--tensorrt",
+        action="store_true",
+        help="run the ResNet with ONNX Runtime's TensorRT accelerator in FP16 on the GPU (deploy/ecs/tensorrt.py)",
+    )
     what.add_argument("--capacity-provider", help="capacity provider (ASG of GPU instances); default: EC2 launch type")
+
+    grpc = parser.add_argument_group(
+        "direct gRPC clients (opt-in; deploy/ecs/README.md, 'Direct gRPC clients')",
+        f"a TLS network load balancer in front of Triton's gRPC port; every call but health and metadata needs the "
+        f"header {CLIENT_HEADER} with the secret's value",
+    )
+    grpc.add_argument("--grpc-certificate-arn", help="ACM certificate for the TLS listener: turns the endpoint on")
+    grpc.add_argument("--grpc-key-secret-arn", help="Secrets Manager secret holding the key clients send")
+    grpc.add_argument("--grpc-client-cidrs", type=_ids, default=(), help="comma-separated CIDRs that may connect")
+    grpc.add_argument("--grpc-scheme", choices=("internal", "internet-facing"), default="internal",
+                      help="the load balancer's scheme")  # fmt: skip
+    grpc.add_argument("--grpc-subnets", type=_ids, default=(), help="the load balancer's subnets (default: --subnets)")
 
     sizes = parser.add_argument_group("sizes")
     sizes.add_argument("--task-cpu", type=int, default=4096, help="task CPU units (1024 per vCPU)")
@@ -100,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def grpc_from_args(args: argparse.Namespace) -> GrpcEndpoint | None:
+    if not args.grpc_certificate_arn and not args.grpc_key_secret_arn:
+        return None
+    if not (args.grpc_certificate_arn and args.grpc_key_secret_arn):
+        raise DeployError("the gRPC endpoint needs both --grpc-certificate-arn and --grpc-key-secret-arn")
+    return GrpcEndpoint(
+        args.grpc_certificate_arn, args.grpc_key_secret_arn, args.grpc_client_cidrs, args.grpc_scheme, args.grpc_subnets
+    )
+
+
 def config_from_args(args: argparse.Namespace, region: str) -> DeployConfig:
     return DeployConfig(
         name=args.name,
@@ -131,19 +163,32 @@ def config_from_args(args: argparse.Namespace, region: str) -> DeployConfig:
         log_retention_days=args.log_retention_days,
         wait=args.wait,
         wait_timeout_s=args.wait_timeout_s,
+        grpc=grpc_from_args(args),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     say = functools.partial(print, flush=True)
+    with contextlib.ExitStack() as stack:
+        return _run(args, say, stack)
+
+
+def _run(args: argparse.Namespace, say: Callable[[str], None], stack: contextlib.ExitStack) -> int:
     try:
         session = boto3.Session(profile_name=args.profile)
         region = args.region or session.region_name
         if not region:
             raise DeployError("no region: pass --region or set AWS_REGION")
         config = config_from_args(args, region)
-        repository = scan_repository(config.model_repository)
+        root = config.model_repository
+        if args.tensorrt:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tritonserve-tensorrt-")))
+            changed = with_tensorrt(config.model_repository, root)
+            if not changed:
+                raise DeployError(f"--tensorrt: no ONNX classifier (input {names.INPUT}) in {config.model_repository}")
+            say(f"--tensorrt: {', '.join(changed)} on TensorRT (FP16, engine built at warm-up) in the uploaded copy")
+        repository = scan_repository(root)
         aws = Aws(session, region, args.endpoint_url)
         if args.dry_run:
             say(Deployment(config, repository, config.account_id or ACCOUNT_PLACEHOLDER, aws, say).plan())

@@ -10,6 +10,7 @@ from pathlib import Path
 import botocore.session
 
 from deploy.ecs.errors import DeployError
+from deploy.ecs.grpc_endpoint import GrpcEndpoint
 
 # <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:tag][@sha256:digest]
 _ECR_URI = re.compile(
@@ -76,6 +77,7 @@ class DeployConfig:
     log_retention_days: int = 30
     wait: bool = True
     wait_timeout_s: int = 1800
+    grpc: GrpcEndpoint | None = None  # the opt-in address for direct gRPC clients (deploy/ecs/grpc_endpoint.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -89,6 +91,10 @@ class DeployConfig:
             problems.append("--subnets and --security-groups need at least one id each")
         if not self.min_count <= self.desired_count <= self.max_count:
             problems.append("need --min-count <= --desired-count <= --max-count")
+        if self.grpc is not None and len(self.name) > 27:
+            problems.append(f"--name {self.name!r}: at most 27 characters with the gRPC endpoint (<name>-grpc)")
+        if self.grpc is not None and not self.grpc.client_cidrs:
+            problems.append("--grpc-client-cidrs: name who may reach the gRPC endpoint (e.g. 10.0.0.0/16)")
         if self.account_id is not None and not re.fullmatch(r"\d{12}", self.account_id):
             problems.append(f"--account-id {self.account_id!r} is not a 12-digit account id")
         if problems:

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 
-from deploy.ecs import policies
+from deploy.ecs import grpc_endpoint, policies
 from deploy.ecs.autoscaling import ensure_scaling
 from deploy.ecs.aws import Aws
 from deploy.ecs.config import DeployConfig
@@ -48,6 +48,9 @@ class Deployment:
         self._task_definition_arn = ""
         self._load_balancer_arn = ""
         self._target_group_arn = ""
+        self._vpc_id = ""
+        # The gRPC endpoint's, when it is on: the load balancer's and the tasks' security groups, the target group.
+        self._grpc_balancer_group = self._grpc_task_group = self._grpc_target_group = ""
 
     def steps(self) -> list[tuple[str, Callable[[], Outcome]]]:
         c, files = self.config, self.repository.files
@@ -71,6 +74,7 @@ class Deployment:
             ),
             (f"target group {c.name}: ip targets, health check /readyz", self._target_group),
             (f"listener rule {c.path_pattern} -> {c.name}, priority {c.rule_priority}", self._listener_rule),
+            *self._grpc_steps(),
             (
                 f"ECS service {c.name} on {c.cluster_name}: circuit breaker with rollback, "
                 f"minimum healthy 100%, grace period {c.grace_period_s} s",
@@ -80,6 +84,25 @@ class Deployment:
                 f"autoscaling {c.min_count}..{c.max_count} tasks at {c.requests_per_target} requests "
                 "per task per minute",
                 self._scaling,
+            ),
+        ]
+
+    def _grpc_steps(self) -> list[tuple[str, Callable[[], Outcome]]]:
+        endpoint = self.config.grpc
+        if endpoint is None:
+            return []
+        names = grpc_endpoint.Names.of(self.config.name)
+        return [
+            (
+                f"security groups {names.balancer_group} (:{grpc_endpoint.LISTENER_PORT} from "
+                f"{', '.join(endpoint.client_cidrs)}) and {names.task_group} (:{grpc_endpoint.GRPC_PORT} from it)",
+                self._grpc_security_groups,
+            ),
+            (
+                f"gRPC endpoint {names.load_balancer}: {endpoint.scheme} network load balancer, TLS listener "
+                f":{grpc_endpoint.LISTENER_PORT} (ALPN HTTP2Only) -> Triton :{grpc_endpoint.GRPC_PORT}, "
+                f"calls keyed by {grpc_endpoint.CLIENT_HEADER}",
+                self._grpc_load_balancer,
             ),
         ]
 
@@ -114,6 +137,8 @@ class Deployment:
             f"IAM policy of {self.config.task_role_name}": self.task_role_policy,
             f"IAM policy of {self.config.execution_role_name}": self.execution_role_policy,
         }
+        if self.config.grpc:
+            documents["gRPC endpoint"] = grpc_endpoint.plan(self.config.grpc, self.config.name)
         for heading, document in documents.items():
             lines += ["", f"{heading}:", json.dumps(document, indent=2)]
         return "\n".join(lines)
@@ -147,9 +172,9 @@ class Deployment:
 
     def _target_group(self) -> Outcome:
         elbv2 = self._aws.client("elbv2")
-        self._load_balancer_arn, vpc_id = listener_load_balancer(elbv2, self.config.listener_arn)
+        self._load_balancer_arn, self._vpc_id = listener_load_balancer(elbv2, self.config.listener_arn)
         port = gateway_port(self.task_definition)
-        self._target_group_arn, outcome = ensure_target_group(elbv2, self.config.name, vpc_id, port)
+        self._target_group_arn, outcome = ensure_target_group(elbv2, self.config.name, self._vpc_id, port)
         return outcome
 
     def _listener_rule(self) -> Outcome:
@@ -161,9 +186,42 @@ class Deployment:
             self.config.path_pattern,
         )
 
+    def _grpc_security_groups(self) -> Outcome:
+        ec2, endpoint = self._aws.client("ec2"), self.config.grpc
+        assert endpoint is not None
+        names = grpc_endpoint.Names.of(self.config.name)
+        balancer_rules = grpc_endpoint.ingress(grpc_endpoint.LISTENER_PORT, endpoint.client_cidrs)
+        self._grpc_balancer_group, first = grpc_endpoint.ensure_security_group(
+            ec2, names.balancer_group, self._vpc_id, balancer_rules
+        )
+        task_rules = grpc_endpoint.ingress(grpc_endpoint.GRPC_PORT, from_group=self._grpc_balancer_group)
+        self._grpc_task_group, second = grpc_endpoint.ensure_security_group(
+            ec2, names.task_group, self._vpc_id, task_rules
+        )
+        changed = [outcome for outcome in (first, second) if outcome.change != Change.UNCHANGED]
+        return changed[0] if changed else Outcome(Change.UNCHANGED, f"{names.balancer_group}, {names.task_group}")
+
+    def _grpc_load_balancer(self) -> Outcome:
+        elbv2, endpoint = self._aws.client("elbv2"), self.config.grpc
+        assert endpoint is not None
+        names = grpc_endpoint.Names.of(self.config.name)
+        self._grpc_target_group, made_group = grpc_endpoint.ensure_target_group(elbv2, names.target_group, self._vpc_id)
+        subnets = endpoint.subnets or self.config.subnets
+        arn, dns, made_balancer = grpc_endpoint.ensure_load_balancer(
+            elbv2, names.load_balancer, endpoint, subnets, self._grpc_balancer_group
+        )
+        request = grpc_endpoint.listener_request(endpoint, arn, self._grpc_target_group)
+        listener = grpc_endpoint.ensure_listener(elbv2, request)
+        changes = [o.change for o in (made_group, made_balancer, listener) if o.change != Change.UNCHANGED]
+        return Outcome(changes[0] if changes else Change.UNCHANGED, f"{dns}:{grpc_endpoint.LISTENER_PORT}")
+
     def _service(self) -> Outcome:
         spec = service_spec(
-            self.config, self._task_definition_arn, self._target_group_arn, gateway_port(self.task_definition)
+            self.config,
+            self._task_definition_arn,
+            self._target_group_arn,
+            gateway_port(self.task_definition),
+            (self._grpc_target_group, self._grpc_task_group) if self.config.grpc else None,
         )
         return ensure_service(self._aws.client("ecs"), self.config, spec)
 

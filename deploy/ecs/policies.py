@@ -2,7 +2,7 @@
 
 Least privilege: the task role reads only the model prefix and does CRUD on the one table; the execution
 role pulls only the two image repositories, writes only this service's log group, and reads the API-key
-secret only when one is configured.
+secret and the gRPC endpoint's key only when they are configured.
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def task_role_policy(config: DeployConfig, account_id: str) -> dict[str, Any]:
 def execution_role_policy(config: DeployConfig, account_id: str) -> dict[str, Any]:
     """What the ECS agent may do to start the task: pull images, create log streams, read secrets."""
     policy = template.render(template.load("iam/execution-role-policy.json"), _values(config, account_id))
-    if config.api_keys_secret_arn:
-        policy["Statement"].append(
-            {
-                "Sid": "ReadApiKeysSecret",
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": config.api_keys_secret_arn,
-            }
-        )
+    secrets = {
+        "ReadApiKeysSecret": config.api_keys_secret_arn,
+        "ReadGrpcKeySecret": config.grpc.key_secret_arn if config.grpc else None,
+    }
+    for sid, arn in secrets.items():
+        if arn:
+            policy["Statement"].append(
+                {"Sid": sid, "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}
+            )
     return policy

@@ -10,26 +10,30 @@ from botocore.client import BaseClient
 
 from deploy.ecs.config import DeployConfig
 from deploy.ecs.errors import DeployError
+from deploy.ecs.grpc_endpoint import GRPC_PORT
 from deploy.ecs.outcome import Change, Outcome
 from deploy.ecs.spec import spec_digest, spec_tag, tagged_digest
-from deploy.ecs.task_definition import GATEWAY
+from deploy.ecs.task_definition import GATEWAY, TRITON
 
 
 def service_spec(
-    config: DeployConfig, task_definition_arn: str, target_group_arn: str, container_port: int
+    config: DeployConfig,
+    task_definition_arn: str,
+    target_group_arn: str,
+    container_port: int,
+    grpc: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The service settings ``update_service`` can change (desiredCount is left to autoscaling)."""
+    """The service settings ``update_service`` can change (desiredCount is left to autoscaling). ``grpc``: the
+    gRPC endpoint's target group and the tasks' security group for it, when it is on."""
+    balancers = [{"targetGroupArn": target_group_arn, "containerName": GATEWAY, "containerPort": container_port}]
+    groups = list(config.security_groups)
+    if grpc:
+        balancers.append({"targetGroupArn": grpc[0], "containerName": TRITON, "containerPort": GRPC_PORT})
+        groups.append(grpc[1])
     return {
         "taskDefinition": task_definition_arn,
-        "loadBalancers": [
-            {"targetGroupArn": target_group_arn, "containerName": GATEWAY, "containerPort": container_port}
-        ],
-        "networkConfiguration": {
-            "awsvpcConfiguration": {
-                "subnets": list(config.subnets),
-                "securityGroups": list(config.security_groups),
-            }
-        },
+        "loadBalancers": balancers,
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": list(config.subnets), "securityGroups": groups}},
         # Until the grace period ends, failing ALB checks do not stop a task that is still loading models.
         "healthCheckGracePeriodSeconds": config.grace_period_s,
         # A new revision that never gets healthy is rolled back; capacity never drops below the desired count.

@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from deploy.ecs import template
+from deploy.ecs import grpc_endpoint, template
 from deploy.ecs.config import DeployConfig
 from deploy.ecs.outcome import Change, Outcome
 from deploy.ecs.spec import spec_digest, spec_tag, tagged_digest
@@ -38,6 +38,14 @@ def render_task_definition(config: DeployConfig, account_id: str, model_reposito
         container(definition, GATEWAY)["secrets"] = [
             {"name": "GATEWAY_API_KEYS", "valueFrom": config.api_keys_secret_arn}
         ]
+    if config.grpc:
+        triton, gateway = container(definition, TRITON), container(definition, GATEWAY)
+        triton["command"] = grpc_endpoint.triton_command(triton["command"])
+        triton["portMappings"] = [{"containerPort": grpc_endpoint.GRPC_PORT, "protocol": "tcp"}]
+        key = config.grpc.key_secret_arn
+        triton["secrets"] = [{"name": grpc_endpoint.KEY_VARIABLE, "valueFrom": key}]
+        # The gateway calls the same gRPC port on loopback, so it needs the key as well.
+        gateway.setdefault("secrets", []).append({"name": grpc_endpoint.GATEWAY_KEY_VARIABLE, "valueFrom": key})
     return definition
 
 

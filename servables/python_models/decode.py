@@ -4,10 +4,11 @@ The head of the ``classify`` and ``edges`` ensembles. Its config says at which s
 classifier's resize target, or 0 for full resolution) and the upload limits. A refused image answers
 INVALID_ARGUMENT with ``<code>: <message>``, the codes the gateway answers with; Triton keeps serving.
 
-On a GPU instance (``KIND_GPU``, or ``KIND_AUTO`` on a GPU host) with torch and CUDA at hand, JPEGs are decoded
-by nvJPEG, every JPEG the dynamic batcher hands over in one ``torchvision.io.decode_jpeg`` call, and leave as GPU
-tensors through DLPack (no host round trip). Elsewhere libjpeg-turbo decodes on the CPU at the smallest DCT scale
-the model needs. ``python -m export`` copies this file into the repository as each decode model's ``1/model.py``.
+On a GPU instance (``KIND_GPU``, or ``KIND_AUTO`` on a GPU host) JPEGs are decoded by nvImageCodec (nvJPEG),
+every JPEG the dynamic batcher hands over in one call, and leave as GPU arrays through DLPack (no host round
+trip; ``imaging/gpu.py``). Elsewhere, and where the GPU path cannot load (said in Triton's log), libjpeg-turbo
+decodes on the CPU at the smallest DCT scale the model needs. ``python -m export`` copies this file into the
+repository as each decode model's ``1/model.py``, with the ``imaging`` package beside it.
 """
 
 import json
@@ -17,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from imaging import Header, ImageError, Limits, Problem, decode, read_header
 from imaging.decode import decodable
-from imaging.gpu import GpuDecoder
+from imaging.gpu import GpuDecoder, GpuUnavailable
 
 
 class TritonPythonModel:
@@ -32,7 +33,11 @@ class TritonPythonModel:
         )
         self.input = config["input"][0]["name"]
         self.output = config["output"][0]["name"]
-        self.gpu = GpuDecoder.for_instance(args["model_instance_kind"], int(args["model_instance_device_id"]))
+        try:
+            self.gpu = GpuDecoder.for_instance(args["model_instance_kind"], int(args["model_instance_device_id"]))
+        except GpuUnavailable as exc:
+            pb_utils.Logger.log_warn(f"{args['model_instance_name']} decodes on the CPU: {exc}")
+            self.gpu = None
 
     def execute(self, requests):
         files = [self._file(request) for request in requests]

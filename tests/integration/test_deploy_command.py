@@ -7,6 +7,7 @@ the deploy sends valid, idempotent requests in the right order, not that ECS wou
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -429,3 +430,54 @@ def test_waiting_stops_at_a_failed_rollout() -> None:
 
 def _environment(container_definition: dict[str, Any]) -> dict[str, str]:
     return {pair["name"]: pair["value"] for pair in container_definition["environment"]}
+
+
+def test_the_grpc_endpoint_is_created_once_and_keyed(
+    aws: Any, moto_url: str, infrastructure: dict[str, str], repository: Path, capsys: Any
+) -> None:
+    """--grpc-*: a TLS network load balancer to Triton's port 8001, security groups of its own, the key from Secrets
+    Manager; a second run changes nothing."""
+    certificate = aws("acm").request_certificate(DomainName="grpc.example.com")["CertificateArn"]
+    secret = aws("secretsmanager").create_secret(Name="tritonserve/grpc-key", SecretString="k" * 32)["ARN"]
+    grpc = [
+        "--grpc-certificate-arn",
+        certificate,
+        "--grpc-key-secret-arn",
+        secret,
+        "--grpc-client-cidrs",
+        "10.9.0.0/16",
+    ]
+    assert main(deploy_args(infrastructure, repository, "--endpoint-url", moto_url, *grpc)) == 0
+    out = capsys.readouterr().out
+    assert "[11/13] gRPC endpoint tritonserve-grpc" in out and ".elb.amazonaws.com:443" in out
+
+    elbv2, ec2 = aws("elbv2"), aws("ec2")
+    balancer = elbv2.describe_load_balancers(Names=["tritonserve-grpc"])["LoadBalancers"][0]
+    assert balancer["Type"] == "network" and balancer["Scheme"] == "internal"
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    assert listener["Protocol"] == "TLS" and listener["Port"] == 443
+    assert listener["Certificates"] == [{"CertificateArn": certificate}]
+    group = elbv2.describe_target_groups(Names=["tritonserve-grpc"])["TargetGroups"][0]
+    assert (group["Protocol"], group["Port"], group["TargetType"]) == ("TCP", 8001, "ip")
+    groups = {
+        g["GroupName"]: g
+        for g in ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": ["tritonserve-grpc-nlb", "tritonserve-grpc-task"]}]
+        )["SecurityGroups"]
+    }
+    (from_clients,) = groups["tritonserve-grpc-nlb"]["IpPermissions"]
+    assert from_clients["FromPort"] == 443 and from_clients["IpRanges"][0]["CidrIp"] == "10.9.0.0/16"
+    (from_balancer,) = groups["tritonserve-grpc-task"]["IpPermissions"]
+    assert from_balancer["FromPort"] == 8001
+    assert from_balancer["UserIdGroupPairs"][0]["GroupId"] == groups["tritonserve-grpc-nlb"]["GroupId"]
+
+    service = aws("ecs").describe_services(cluster="gpu", services=["tritonserve"])["services"][0]
+    assert {(b["containerName"], b["containerPort"]) for b in service["loadBalancers"]} == {
+        (GATEWAY, 8080), (TRITON, 8001),
+    }  # fmt: skip
+    definition = aws("ecs").describe_task_definition(taskDefinition="tritonserve")["taskDefinition"]
+    assert container(definition, TRITON)["secrets"] == [{"name": "TRITON_GRPC_KEY", "valueFrom": secret}]
+    assert "k" * 32 not in json.dumps(definition)
+
+    assert main(deploy_args(infrastructure, repository, "--endpoint-url", moto_url, *grpc)) == 0
+    assert capsys.readouterr().out.strip().endswith("0 created, 0 updated, 13 unchanged")

@@ -150,15 +150,28 @@ def test_this_environment_is_the_lock() -> None:
     assert not wrong, f"installed versions differ from uv.lock (locked, installed): {wrong}"
 
 
-def test_the_triton_images_packages_run_on_its_python_3_10() -> None:
-    """Dockerfile.triton installs the `triton-image` group into NGC's Python 3.10, outside the lock's 3.11+."""
-    pins = exported("--only-group", "triton-image", environment=IMAGE_ENVIRONMENT)
-    assert "boto3" in pins and "botocore" in pins
-    for name, version in pins.items():
-        metadata = importlib.metadata.metadata(name)
-        assert Version(metadata["Version"]) == Version(version), f"{name}: this venv is not the lock"
-        requires_python = SpecifierSet(metadata["Requires-Python"] or "")
-        assert requires_python.contains("3.10.12"), f"{name}=={version} needs Python {requires_python}"
+TRITON_ENV = ROOT / "deploy" / "ecs" / "triton-env"
+
+
+def test_the_triton_images_lock_is_current_and_holds_python_3_10_wheels() -> None:
+    """Dockerfile.triton installs deploy/ecs/triton-env's lock into NGC's Python 3.10, outside the root lock's 3.11+:
+    a wheel for CPython 3.10 on manylinux x86_64 for each package, numpy < 2 (the stub) and OpenCV below 4.12."""
+    subprocess.run([find_uv_bin(), "lock", "--check", "--offline"], cwd=TRITON_ENV, check=True, capture_output=True)
+    packages = tomllib.loads((TRITON_ENV / "uv.lock").read_text())["package"]
+    versions = {p["name"]: Version(p["version"]) for p in packages}
+    assert versions["numpy"].major < 2 and versions["opencv-python-headless"] < Version("4.12")
+    assert {"boto3", "pillow", "nvidia-nvimgcodec-cu12", "cupy-cuda12x"} <= versions.keys()
+    supported: set[Tag] = {
+        *cpython_tags((3, 10), platforms=IMAGE_PLATFORMS),
+        *compatible_tags((3, 10), "cp310", platforms=IMAGE_PLATFORMS),
+    }
+    without_wheel = [
+        p["name"]
+        for p in packages
+        if "wheels" in p  # the project itself has none
+        and not {tag for w in p["wheels"] for tag in parse_wheel_filename(w["url"].rsplit("/", 1)[1])[3]} & supported
+    ]
+    assert not without_wheel
 
 
 @pytest.fixture(scope="module")
@@ -186,4 +199,7 @@ def test_make_lock_is_the_one_upgrade_command() -> None:
     dry_run = subprocess.run(
         ["make", "--no-print-directory", "-n", "lock"], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout
-    assert dry_run.strip().endswith("uv lock --upgrade")
+    assert dry_run.strip().splitlines()[-2:] == [
+        ".venv/bin/uv lock --upgrade",
+        ".venv/bin/uv lock --upgrade --no-python-downloads --project deploy/ecs/triton-env",
+    ]

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from deploy.ecs import template
 from deploy.ecs.task_definition import GATEWAY, TRITON, container
-from tests.support.dockerfile import LOOPBACK_ONLY, base_images, exec_form, parse
+from tests.support.dockerfile import LOOPBACK_ONLY, exec_form, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose"
@@ -86,8 +86,14 @@ def test_the_schema_rejects_what_compose_rejects(validator: Draft202012Validator
     assert not validator.is_valid(broken)
 
 
-def test_triton_is_the_ngc_image_the_ecs_image_builds_on(stack: dict[str, Any]) -> None:
-    assert stack["services"]["triton"]["image"] == base_images(parse(ROOT / "deploy/ecs/Dockerfile.triton"))[-1]
+def test_triton_is_built_from_the_ecs_dockerfile_without_the_s3_copy(stack: dict[str, Any]) -> None:
+    """The image the task runs (the decode models' packages in it), not bare NGC, which cannot load them."""
+    triton = stack["services"]["triton"]
+    assert triton["build"] == {"context": "../..", "dockerfile": "deploy/ecs/Dockerfile.triton"}
+    entrypoint = exec_form(
+        next(i.arguments for i in parse(ROOT / "deploy/ecs/Dockerfile.triton") if i.keyword == "ENTRYPOINT")
+    )
+    assert triton["entrypoint"] == entrypoint[:1]  # NVIDIA's entrypoint, then straight to the command
 
 
 def test_the_gateway_is_built_from_the_ecs_dockerfile(stack: dict[str, Any]) -> None:

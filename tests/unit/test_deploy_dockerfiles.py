@@ -95,10 +95,13 @@ def test_gateway_installs_locked_dependencies_before_copying_the_source(gateway:
     assert any(i.keyword == "RUN" and i.arguments == "pip install --no-deps ." for i in builder[source:])
 
 
-def test_triton_installs_boto3_from_the_lock(triton: list[Instruction]) -> None:
+def test_triton_installs_its_own_lock(triton: list[Instruction]) -> None:
+    """deploy/ecs/triton-env/uv.lock (Python 3.10 wheels, hashes), nothing resolved at build time."""
     lock_stage, server = stages(triton)
+    copies = [shlex.split(i.arguments) for i in lock_stage if i.keyword == "COPY"]
+    assert copies == [["deploy/ecs/triton-env/pyproject.toml", "deploy/ecs/triton-env/uv.lock", "./"]]
     exports = [i.arguments for i in lock_stage if i.keyword == "RUN" and "uv export" in i.arguments]
-    assert exports == ["uv export --frozen --only-group triton-image --no-emit-project --output-file /requirements.txt"]
+    assert exports == ["uv export --frozen --no-emit-project --output-file /requirements.txt"]
     assert [i.arguments for i in server if i.keyword == "COPY" and "--from=" in i.arguments] == [
         "--from=lock /requirements.txt /opt/tritonserve/requirements.txt"
     ]
