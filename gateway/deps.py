@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from gateway.images import Admission
 from gateway.inference import Inference
 from gateway.items.store import ItemStore
-from gateway.observability import Metrics
+from gateway.observability import Metrics, TritonMetrics
 from gateway.settings import Settings
 
 
@@ -43,9 +43,14 @@ async def get_api_keys(request: Request) -> tuple[bytes, ...]:
     return request.app.state.api_keys
 
 
+async def get_triton_metrics(request: Request) -> TritonMetrics:
+    return request.app.state.triton_metrics
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 StoreDep = Annotated[ItemStore, Depends(get_store)]
 AdmissionDep = Annotated[Admission, Depends(get_admission)]
 ApiKeysDep = Annotated[tuple[bytes, ...], Depends(get_api_keys)]
+TritonMetricsDep = Annotated[TritonMetrics, Depends(get_triton_metrics)]

@@ -19,7 +19,7 @@ from fastapi import Request
 from gateway.budget import Budget
 from gateway.errors import ApiError, Error
 from gateway.settings import Settings
-from gateway.uploads import BodyBytes, Pace, image_parts
+from gateway.uploads import BodyBytes, image_parts
 from imaging import Header, ImageError, Limits, read_header
 
 T = TypeVar("T")
@@ -43,14 +43,12 @@ class Admission:
         retry_after_s: int,
         max_body_bytes: int = Settings.model_fields["max_body_bytes"].default,
         body_bytes_budget: int = Settings.model_fields["max_body_bytes_in_flight"].default,
-        pace: Pace | None = None,
     ) -> None:
         self.limits = limits
         self.pixels = Budget(pixel_budget)
         self.retry_after_s = retry_after_s
         self.max_body_bytes = max_body_bytes
         self.body_bytes = BodyBytes(body_bytes_budget, retry_after_s)
-        self.pace = pace or Pace()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission:
@@ -60,16 +58,15 @@ class Admission:
             retry_after_s=settings.retry_after_s,
             max_body_bytes=settings.max_body_bytes,
             body_bytes_budget=settings.max_body_bytes_in_flight,
-            pace=Pace(settings.body_timeout_s, settings.body_min_bytes_per_s, settings.body_grace_s),
         )
 
     @asynccontextmanager
     async def received(self, request: Request, max_files: int) -> AsyncIterator[list[Upload]]:
-        """The request's images read (at ``pace``, their bytes held in the body budget), headers checked and
+        """The request's images read (at the app's pace, their bytes held in the body budget), headers checked and
         pixels held until the block ends. Take an inference slot inside this block, never around it: a slow
         client then holds only the bytes it sent, not capacity."""
         try:
-            parts = await image_parts(request, self.max_body_bytes, max_files, self.pace, self.body_bytes)
+            parts = await image_parts(request, self.max_body_bytes, max_files, self.body_bytes)
             async with self.admitted(parts) as uploads:
                 yield uploads
         finally:

@@ -11,12 +11,13 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
+from fastapi.routing import iter_route_contexts
 from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
@@ -31,6 +32,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ApiError, Error
@@ -157,25 +159,48 @@ class Metrics:
 TRITON_METRICS_MAX_BYTES = 8 * 1024 * 1024  # Triton's exposition is tens of kB; a runaway label set is not
 
 
-async def fetch_triton_metrics(url: str, timeout_s: float) -> bytes:
-    """Triton's Prometheus text, for scrapers that reach only the gateway: whole within ``timeout_s`` and under
-    ``TRITON_METRICS_MAX_BYTES``, or a 502/503 (a scrape must never hang or balloon the gateway)."""
-    body = bytearray()
-    try:
-        async with (
-            asyncio.timeout(timeout_s),
-            httpx.AsyncClient(timeout=timeout_s) as client,
-            client.stream("GET", url) as answer,
-        ):
-            if answer.status_code != 200:
-                raise ApiError(Error.TRITON_ERROR, f"Triton's metrics answered {answer.status_code}")
-            async for chunk in answer.aiter_bytes():
-                body += chunk
-                if len(body) > TRITON_METRICS_MAX_BYTES:
-                    raise ApiError(Error.TRITON_ERROR, f"Triton's metrics are over {TRITON_METRICS_MAX_BYTES} bytes")
-    except (httpx.HTTPError, TimeoutError) as exc:
-        raise ApiError(Error.TRITON_UNAVAILABLE, f"Triton's metrics are unavailable: {exc!r}") from None
-    return bytes(body)
+class TritonMetrics:
+    """Triton's Prometheus text, for scrapers that reach only the gateway: one HTTP client for the process, one
+    fetch upstream at a time, shared by every scrape that arrives while it runs, whole within ``timeout_s`` and
+    under ``TRITON_METRICS_MAX_BYTES``, or a 502/503 (a scrape must never hang or balloon the gateway). A client
+    per scrape, as before, built its TLS context on the event loop: 300 concurrent scrapes held /healthz 12 s."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=1))
+        self._fetch: asyncio.Future[bytes] | None = None
+
+    async def get(self) -> bytes:
+        if self._fetch is None:
+            self._fetch = asyncio.ensure_future(self._fetched())
+            self._fetch.add_done_callback(self._done)
+        # Shielded: a scraper that leaves does not cancel the fetch the others wait for.
+        return await asyncio.shield(self._fetch)
+
+    def _done(self, fetch: asyncio.Future[bytes]) -> None:
+        self._fetch = None
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved here too, in case every scraper left before it came
+
+    async def _fetched(self) -> bytes:
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.timeout_s), self._client.stream("GET", self.url) as answer:
+                if answer.status_code != 200:
+                    raise ApiError(Error.TRITON_ERROR, f"Triton's metrics answered {answer.status_code}")
+                async for chunk in answer.aiter_bytes():
+                    body += chunk
+                    if len(body) > TRITON_METRICS_MAX_BYTES:
+                        raise ApiError(
+                            Error.TRITON_ERROR, f"Triton's metrics are over {TRITON_METRICS_MAX_BYTES} bytes"
+                        )
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise ApiError(Error.TRITON_UNAVAILABLE, f"Triton's metrics are unavailable: {exc!r}") from None
+        return bytes(body)
+
+    async def close(self) -> None:
+        await self._client.aclose()
 
 
 def loggable_path(scope: Scope) -> str:
@@ -186,11 +211,31 @@ def loggable_path(scope: Scope) -> str:
     return _UNPRINTABLE.sub(lambda m: "\\x20" if m.group() == " " else ascii(m.group())[1:-1], path)
 
 
+class RouteLabels:
+    """The route a request is counted under: its path template as clients see it, with the prefixes of the routers
+    that include it (``/v1/admin/...``; the route FastAPI records has its own router's path only), also for requests
+    refused before a route ran (``gateway.auth.Gate``) or served by a plain route (``/openapi.json``, which FastAPI
+    does not record); else ``unmatched``."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        contexts = list(iter_route_contexts(routes))
+        # Routes compare by value, not by identity: keyed by id, for the life of the app they belong to.
+        self._templates = {id(context.original_route): str(context.path_format) for context in contexts}
+        self._patterns = [(context.path_regex, str(context.path_format)) for context in contexts]
+
+    def of(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is not None:
+            return self._templates.get(id(route), getattr(route, "path", "unmatched"))
+        return next((template for regex, template in self._patterns if regex.match(scope["path"])), "unmatched")
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, tracing: Tracing | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.tracing = tracing
+        self._labels: RouteLabels | None = None  # made at the first request: routes are added after middleware
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,7 +246,6 @@ class ObservabilityMiddleware:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
-        path_route = "unmatched"
         client_left = answered = False
 
         async def receive_noting_disconnect() -> Message:
@@ -235,10 +279,10 @@ class ObservabilityMiddleware:
                 status = (
                     Error.CLIENT_CLOSED_REQUEST.status
                 )  # whatever the app made of it (a 500 by default), nobody was served
-            route = scope.get("route")
-            path_route = getattr(route, "path", path_route)
+            if self._labels is None:
+                self._labels = RouteLabels(scope["app"].routes)
             elapsed = time.perf_counter() - started
-            labels = {"method": scope["method"], "route": path_route, "status": str(status)}
+            labels = {"method": scope["method"], "route": self._labels.of(scope), "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.latency.labels(**labels).observe(elapsed)
             log.info("%s %s %s %.1f ms", scope["method"], loggable_path(scope), status, elapsed * 1000)

@@ -30,6 +30,9 @@ JSON_OBJECT_BYTES = 24
 # Per open connection beside its head: uvicorn's unread body (it pauses reading past HIGH_WATER_LIMIT, after one
 # socket read of up to 256,000 bytes from uvloop) and the request's own objects (about 64 KiB measured).
 CONNECTION_BYTES = HIGH_WATER_LIMIT + 256_000 + 64 * KiB
+# Connections a process takes past max_connections when it has none idle to close, for /healthz and /readyz only
+# (gateway.protocol): probes are answered even when every connection is busy.
+PROBE_CONNECTIONS = 16
 
 
 class Settings(BaseSettings):
@@ -75,9 +78,11 @@ class Settings(BaseSettings):
     max_body_bytes_in_flight: int = Field(
         512 * 1024 * 1024, ge=1024, description="image body bytes held at once per process; more get 429"
     )
-    body_timeout_s: float = Field(Pace.timeout_s, gt=0, description="an image body arrives whole within this, else 408")
+    body_timeout_s: float = Field(
+        Pace.timeout_s, gt=0, description="a request body arrives whole within this, else 408"
+    )
     body_min_bytes_per_s: int = Field(
-        Pace.min_bytes_per_s, ge=1, description="after body_grace_s an image body must average this rate (else 408)"
+        Pace.min_bytes_per_s, ge=1, description="after body_grace_s a request body must average this rate (else 408)"
     )
     body_grace_s: float = Field(Pace.grace_s, ge=0, description="time before body_min_bytes_per_s applies")
 
@@ -95,6 +100,9 @@ class Settings(BaseSettings):
     # Connections (python -m gateway): how many, idle keep-alive, and the request head's deadline, size and
     # header count.
     max_connections: int = Field(512, ge=1, description="open connections per process; more are answered 429")
+    max_connections_per_client: int = Field(
+        128, ge=1, description="open connections per client address (IPv6: per /64) and process; more are answered 429"
+    )
     keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections close after this")
     head_timeout_s: float = Field(5.0, gt=0, description="a request head arrives within this, else 408")
     max_head_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers, else 431")
@@ -118,11 +126,16 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def pace(self) -> Pace:
+        """How fast every request body must arrive (``gateway.uploads.Intake``)."""
+        return Pace(self.body_timeout_s, self.body_min_bytes_per_s, self.body_grace_s)
+
+    @property
     def peak_rss_bytes(self) -> int:
         """The most memory one gateway process should hold under these settings: a measured baseline, plus each
         budget's ceiling times the copies the code makes of what it admits (image bodies, edge maps, listing pages
         being built), plus ``max_connections`` connections each holding a head, its unread body and a page answer
-        or item body."""
+        or item body (and the few past the cap that may only ask for a probe)."""
         from gateway.items.dynamodb import POOL_SIZE  # here: gateway.items imports these settings
 
         page_builders = self.sqlite_readers if self.item_store == "sqlite" else POOL_SIZE
@@ -135,5 +148,5 @@ class Settings(BaseSettings):
             + EDGE_MAP_BYTES_PER_PIXEL * self.max_pixels_in_flight
             # Built on the store's threads, one more serialized on the loop; a page reads one item past its bytes.
             + (page_builders + 1) * JSON_OBJECT_BYTES * (self.max_page_bytes + self.max_item_bytes)
-            + self.max_connections * connection
+            + (self.max_connections + PROBE_CONNECTIONS) * connection
         )

@@ -1,4 +1,5 @@
-"""Request bodies carrying images: raw (``Content-Type: image/*``) or multipart, limited as they stream."""
+"""Request bodies: every one read through an ``Intake`` (a size limit and a pace, per request), and those that carry
+images, raw (``Content-Type: image/*``) or multipart, held in a per-process byte budget as they stream."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.budget import Budget
-from gateway.errors import ApiError, Error
+from gateway.errors import ApiError, Error, error_response
 from imaging.header import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from imaging.header import URL_HINT
 
@@ -31,6 +35,91 @@ class Pace:
     def due(self, started: float, received: int) -> float:
         """When the next chunk must have arrived (loop time), given ``received`` bytes so far."""
         return min(started + self.timeout_s, started + self.grace_s + received / self.min_bytes_per_s)
+
+
+# The body limit of a route that sets none of its own (model control's list of versions, any route added later):
+# the routes that take more (images, items) raise it for their request before they read.
+BODY_LIMIT = 16 * 1024
+_INTAKE = "gateway.intake"
+
+
+class BodyRefused(HTTPException):
+    """A body refused as it arrives (413, 408), raised from inside ``receive``. An ``HTTPException`` so that
+    FastAPI's own body parsing (a route with a ``Body`` parameter) passes it on instead of answering 400 for it;
+    the app answers it as the ``ApiError`` it carries (``answer_refusal``)."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.error.status, error.message, error.headers)
+        self.error = error
+
+
+async def answer_refusal(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyRefused)
+    return error_response(exc.error.error, exc.error.message, exc.error.headers)
+
+
+def too_large(limit: int) -> BodyRefused:
+    # The connection stays open: uvicorn reads the rest of the body and drops it, and a client that sends its whole
+    # body before reading (most do) gets this answer instead of a reset.
+    return BodyRefused(ApiError(Error.PAYLOAD_TOO_LARGE, f"the request body is over the limit of {limit} bytes"))
+
+
+class Intake:
+    """One request's body as the app receives it: at most ``limit`` bytes (a larger Content-Length is refused
+    before a byte is read) arriving at ``pace`` from the first read, else 413 or 408. Once the body is whole,
+    ``receive`` only waits for the client to leave, untimed."""
+
+    def __init__(self, receive: Receive, scope: Scope, pace: Pace) -> None:
+        self._receive = receive
+        self.pace = pace
+        self.limit = BODY_LIMIT
+        declared = Headers(scope=scope).get("content-length", "")
+        self._declared = int(declared) if declared.isdigit() else 0
+        self._received = 0
+        self._started: float | None = None
+        self._whole = False
+
+    async def __call__(self) -> Message:
+        if self._whole:
+            return await self._receive()
+        loop = asyncio.get_running_loop()
+        if self._started is None:
+            if self._declared > self.limit:
+                raise too_large(self.limit)
+            self._started = loop.time()
+        try:
+            async with asyncio.timeout_at(self.pace.due(self._started, self._received)):
+                message = await self._receive()
+        except TimeoutError:
+            why = (
+                f"the body arrived too slowly ({self._received:,} bytes in {loop.time() - self._started:.1f} s; at "
+                f"least {self.pace.min_bytes_per_s:,} bytes/s after {self.pace.grace_s:g} s, all within "
+                f"{self.pace.timeout_s:g} s)"
+            )
+            # Closed: waiting for the rest of a body that trickles is what the pace is there to stop.
+            raise BodyRefused(ApiError(Error.REQUEST_TIMEOUT, why, {"Connection": "close"})) from None
+        self._whole = message["type"] != "http.request" or not message.get("more_body", False)
+        self._received += len(message.get("body", b""))
+        if self._received > self.limit:
+            raise too_large(self.limit)
+        return message
+
+
+class BodyIntake:
+    """Every request's body goes through an ``Intake``: the one body reader of the app, so no route, present or
+    added later, reads a body without a size limit and a pace."""
+
+    def __init__(self, app: ASGIApp, pace: Pace) -> None:
+        self.app = app
+        self.pace = pace
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        intake = Intake(receive, scope, self.pace)
+        scope[_INTAKE] = intake
+        await self.app(scope, intake, send)
 
 
 class BodyBytes:
@@ -58,38 +147,11 @@ class BodyBytes:
         return int(getattr(request.state, "body_bytes", 0))
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(Error.PAYLOAD_TOO_LARGE, f"the request body is over the limit of {limit} bytes")
-
-
-async def limited_stream(
-    request: Request, limit: int, pace: Pace | None = None, held: BodyBytes | None = None
-) -> AsyncGenerator[bytes, None]:
-    """The body's chunks, refused with 413 as soon as they pass ``limit`` (not after buffering it all), with 408
-    when they arrive slower than ``pace`` (when given), and with 429 when ``held`` has no room for them."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    loop = asyncio.get_running_loop()
-    started, received = loop.time(), 0
-    chunks = aiter(request.stream())
-    while True:
-        try:
-            async with asyncio.timeout_at(pace.due(started, received) if pace else None):
-                chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            assert pace is not None  # only a pace sets a deadline
-            raise ApiError(
-                Error.REQUEST_TIMEOUT,
-                f"the body arrived too slowly ({received:,} bytes in {loop.time() - started:.1f} s; at least "
-                f"{pace.min_bytes_per_s:,} bytes/s after {pace.grace_s:g} s, all within {pace.timeout_s:g} s)",
-                {"Connection": "close"},
-            ) from None
-        received += len(chunk)
-        if received > limit:
-            raise too_large(limit)
+async def limited_stream(request: Request, limit: int, held: BodyBytes | None = None) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, up to ``limit`` bytes (this route's, instead of ``BODY_LIMIT``) at the app's pace, and
+    with 429 when ``held`` has no room for them."""
+    request.scope[_INTAKE].limit = limit
+    async for chunk in request.stream():
         if held is not None:
             held.take(request, len(chunk))
         yield chunk
@@ -100,8 +162,8 @@ async def limited_stream(
 JOIN_OFF_LOOP_BYTES = 1 << 20
 
 
-async def read_body(request: Request, limit: int, pace: Pace | None = None, held: BodyBytes | None = None) -> bytes:
-    chunks = [chunk async for chunk in limited_stream(request, limit, pace, held)]
+async def read_body(request: Request, limit: int, held: BodyBytes | None = None) -> bytes:
+    chunks = [chunk async for chunk in limited_stream(request, limit, held)]
     if sum(map(len, chunks)) < JOIN_OFF_LOOP_BYTES:
         return b"".join(chunks)
     return await asyncio.to_thread(b"".join, chunks)
@@ -112,13 +174,13 @@ def media_type(request: Request) -> str:
 
 
 async def image_parts(
-    request: Request, limit: int, max_files: int, pace: Pace | None = None, held: BodyBytes | None = None
+    request: Request, limit: int, max_files: int, held: BodyBytes | None = None
 ) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` for each image in the request, in order: the raw body, or the multipart files; read as
     ``limited_stream`` says."""
     kind = media_type(request)
     if kind in RAW_MEDIA_TYPES:
-        return [("body", await read_body(request, limit, pace, held))]
+        return [("body", await read_body(request, limit, held))]
     if kind != "multipart/form-data":
         got = f"Content-Type {kind!r}" if kind else "no Content-Type"
         hint = f"; {URL_HINT}" if kind.startswith("text/") or kind.endswith(("json", "urlencoded")) else ""
@@ -126,9 +188,7 @@ async def image_parts(
             Error.UNSUPPORTED_MEDIA_TYPE,
             f"{got}: send the image as the raw body ({', '.join(IMAGE_MEDIA_TYPES)}) or multipart/form-data{hint}",
         )
-    parser = MultiPartParser(
-        request.headers, limited_stream(request, limit, pace, held), max_files=max_files, max_fields=16
-    )
+    parser = MultiPartParser(request.headers, limited_stream(request, limit, held), max_files=max_files, max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as exc:

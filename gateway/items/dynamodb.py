@@ -205,6 +205,18 @@ class DynamoDBItemStore(ItemStore):
         # GetItem, not DescribeTable: the task role only needs item-level permissions on the table.
         self._client.get_item(TableName=self._table, Key=_key("ping#"))
 
+    def _probe_write(self) -> None:
+        # A put whose condition can never hold: DynamoDB checks the permission and the capacity, then writes nothing.
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_key("ping#"),
+                ConditionExpression="attribute_exists(#id) AND attribute_not_exists(#id)",
+                ExpressionAttributeNames={"#id": "id"},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return
+
     def _is_outage(self, exc: Exception) -> bool:
         if isinstance(exc, (BotoConnectionError, HTTPClientError, NoCredentialsError)):
             return True  # refused, timed out, dropped, or no credentials at all

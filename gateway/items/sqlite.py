@@ -224,6 +224,21 @@ class SQLiteItemStore(ItemStore):
     def _probe(self) -> None:
         self._db().execute("SELECT 1 FROM items LIMIT 1").fetchall()
 
+    def _probe_write(self) -> None:
+        # The header's user_version written back as it is: one WAL frame, no data. On a connection of its own, as
+        # it runs on a reader's thread; a lock held elsewhere means the file can be written, only not this instant.
+        db = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+        finally:
+            db.close()
+
     def _is_outage(self, exc: Exception) -> bool:
         # OperationalError: locked past the timeout, can't open, read-only, disk I/O; a bare DatabaseError:
         # "file is not a database" / corrupt; OSError: the directory can't be made.

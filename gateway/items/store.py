@@ -202,6 +202,7 @@ class ItemStore(ABC):
         """``read_workers`` > 0 gives reads a pool of their own; 0 runs them on the one pool of ``workers``."""
         self.max_data_bytes = max_data_bytes
         self.max_page_bytes = max_page_bytes
+        self._write_failure: str | None = None  # why writes fail, from the last one that did, until one works
         name = type(self).__name__
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._read_pool = (
@@ -219,7 +220,16 @@ class ItemStore(ABC):
             await self._run(self._insert, item, text)
             return item, False
         claim = IdempotencyClaim(idempotency_key, fingerprint(data))
-        return await self._run(self._insert_once, item, text, claim)
+        item, replayed = await self._run(self._insert_once, item, text, claim)
+        if replayed:
+            try:
+                await self.get(item.id)  # the first answer's Location must still lead somewhere
+            except ItemNotFound:
+                raise ItemNotFound(
+                    f"item {item.id}, which Idempotency-Key {idempotency_key!r} created, has been deleted since; "
+                    "send a new key to create another"
+                ) from None
+        return item, replayed
 
     async def get(self, item_id: str) -> Item:
         return await self._read(self._fetch, item_id)
@@ -260,8 +270,15 @@ class ItemStore(ABC):
         return ItemPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
 
     async def ping(self) -> None:
-        """Raises ``StoreUnavailable`` unless the store answers now (readiness)."""
+        """Raises ``StoreUnavailable`` unless the store answers now, and takes writes if the last write failed
+        (readiness: a file made read-only still answers reads, and is seen to take writes again by itself)."""
         await self._read(self._probe)
+        if self._write_failure is not None:
+            try:
+                await self._read(self._probe_write)  # on the read pool: never queued behind writes
+            except StoreUnavailable:
+                raise StoreUnavailable(f"the item store cannot be written: {self._write_failure}") from None
+            self._write_failure = None
 
     async def close(self) -> None:
         """Lets calls in flight finish, then releases connections."""
@@ -277,9 +294,16 @@ class ItemStore(ABC):
         return text
 
     async def _run(self, primitive: Callable[..., T], *args: Any) -> T:
-        """A write (or any primitive that may change the store), on the main pool."""
+        """A write (or any primitive that may change the store), on the main pool; whether it worked is what
+        readiness says of writes."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._guarded, primitive, *args)
+        try:
+            result = await loop.run_in_executor(self._pool, self._guarded, primitive, *args)
+        except StoreUnavailable as exc:
+            self._write_failure = str(exc.__cause__ or exc)
+            raise
+        self._write_failure = None
+        return result
 
     async def _read(self, primitive: Callable[..., T], *args: Any) -> T:
         """A read, on the read pool."""
@@ -326,6 +350,11 @@ class ItemStore(ABC):
     @abstractmethod
     def _probe(self) -> None:
         """Touch the store cheaply."""
+
+    @abstractmethod
+    def _probe_write(self) -> None:
+        """Write something that changes nothing, to learn whether writes work again; a store busy with another
+        writer counts as writable."""
 
     @abstractmethod
     def _is_outage(self, exc: Exception) -> bool:

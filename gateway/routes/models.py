@@ -1,27 +1,22 @@
 """What Triton serves and how to change it without a restart: models and versions, loads and unloads (Triton's
-explicit model control), and Triton's own metrics for scrapers that reach only the gateway."""
+explicit model control)."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path
-from fastapi.responses import Response
+from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field
 from tritonclient.utils import InferenceServerException
 
-from gateway.auth import require_model_control
-from gateway.deps import InferenceDep, SettingsDep
+from gateway.deps import InferenceDep
 from gateway.errors import ApiError, Error, error_responses
 from gateway.inference import Inference, to_api_error
-from gateway.observability import fetch_triton_metrics
 
 router = APIRouter(prefix="/v1", tags=["models"])
-# Model control: unloading a model stops every client's requests for it (gateway.auth.require_model_control).
-admin = APIRouter(prefix="/admin", dependencies=[Depends(require_model_control)])
-# Beside /metrics, behind the same keys when GATEWAY_PROTECT_METRICS is set; only there when Triton's URL is set.
-triton_metrics_router = APIRouter(tags=["health"])
+# Model control: unloading a model stops every client's requests for it (gateway.auth.Gate guards /v1/admin).
+admin = APIRouter(prefix="/admin")
 
 
 class VersionState(BaseModel):
@@ -154,11 +149,3 @@ async def unload(inference: InferenceDep, name: ModelName, body: OptionalVersion
 
 
 router.include_router(admin)  # after its routes: including copies them
-
-
-@triton_metrics_router.get("/metrics/triton", summary="Triton's own Prometheus metrics, passed through",
-    response_class=Response, responses={200: {"content": {"text/plain": {}}}, **_ERRORS})  # fmt: skip
-async def triton_metrics(settings: SettingsDep) -> Response:
-    assert settings.triton_metrics_url is not None  # the router is only mounted when it is set
-    payload = await fetch_triton_metrics(settings.triton_metrics_url, settings.triton_metrics_timeout_s)
-    return Response(payload, media_type="text/plain; version=0.0.4; charset=utf-8")

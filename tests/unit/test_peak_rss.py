@@ -16,6 +16,7 @@ from gateway.settings import (
     CONNECTION_BYTES,
     EDGE_MAP_BYTES_PER_PIXEL,
     JSON_OBJECT_BYTES,
+    PROBE_CONNECTIONS,
     KiB,
     MiB,
     Settings,
@@ -32,7 +33,7 @@ def test_each_unit_of_a_budget_costs_the_copies_made_of_it() -> None:
     assert more(max_pixels_in_flight=base.max_pixels_in_flight + 1000) == EDGE_MAP_BYTES_PER_PIXEL * 1000
     # Each open connection with a head, uvicorn's buffer and an item body parsed (the larger of that and a listing
     # page answer at the defaults).
-    assert more(max_head_bytes=base.max_head_bytes + KiB) == base.max_connections * KiB
+    assert more(max_head_bytes=base.max_head_bytes + KiB) == (base.max_connections + PROBE_CONNECTIONS) * KiB
     assert more(max_connections=base.max_connections + 1) == (
         CONNECTION_BYTES + base.max_head_bytes + JSON_OBJECT_BYTES * base.max_item_bytes
     )
