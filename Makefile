@@ -7,8 +7,9 @@ comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 MODEL      ?= resnet50
-# auto: torchvision's ImageNet weights when cached or downloadable, else the random init seed:0 (said loudly).
-WEIGHTS    ?= auto
+# Unset: python -m export's own default, auto (torchvision's ImageNet weights when cached or downloadable, else the
+# random init seed:0, said loudly). WEIGHTS=imagenet, seed:N, a .pth or s3://bucket/key choose.
+WEIGHTS    ?=
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
@@ -38,17 +39,18 @@ install: $(STAMP)  ## create .venv and install the project with its extras, exac
 lock: | $(UV)  ## re-resolve uv.lock to the newest versions pyproject.toml allows (then commit it; make install)
 	$(UV) lock --upgrade
 
-$(REPOSITORY)/$(MODEL)/1/model.onnx: servables/python_models/decode.py | $(STAMP)
-	$(PY) -m export --model $(MODEL) --weights $(WEIGHTS) --repository $(REPOSITORY)
+# identity.json: an export older than the identity each answer carries (MODEL_ID) is made again.
+$(REPOSITORY)/$(MODEL)/1/identity.json: servables/python_models/decode.py | $(STAMP)
+	$(PY) -m export --model $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) --repository $(REPOSITORY)
 
-models: $(REPOSITORY)/$(MODEL)/1/model.onnx  ## export the default model (resnet50) unless it is there
+models: $(REPOSITORY)/$(MODEL)/1/identity.json  ## export the default model (resnet50) unless it is there
 
 SERVE_ARGS ?=
 serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both; SERVE_ARGS="--port 9090 ...")
 	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY) $(SERVE_ARGS)
 
 $(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py servables/*.py servables/python_models/*.py) | $(STAMP)
-	$(PY) -m export --model resnet18 --repository $(TEST_REPOSITORY)
+	$(PY) -m export --model resnet18 --weights seed:0 --repository $(TEST_REPOSITORY)
 
 # Debian's chromium for tests/integration/test_ui.py (Playwright drives it; it never downloads a browser of its own).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
