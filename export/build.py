@@ -87,12 +87,22 @@ def write_network(repository_path: Path, classifier: Classifier, network: Networ
     return identity
 
 
-def write_models(target: Path, configs: dict[str, dict[str, Any]], graphs: dict[str, onnx.ModelProto]) -> None:
-    """Configs, their ONNX graphs as version 1, and the python-backend models' code."""
+def write_models(
+    target: Path,
+    configs: dict[str, dict[str, Any]],
+    graphs: dict[str, onnx.ModelProto],
+    labels: dict[str, list[str]],  # by model: those whose outputs name a label_filename
+) -> None:
+    """Each model's ONNX graph or python code as version 1 and its labels, then its config: a model appears
+    complete to whatever watches the repository (the launcher mirrors new models while Triton serves)."""
+    for name in configs:
+        (target / name / repository.VERSION).mkdir(parents=True, exist_ok=True)
     for name, graph in graphs.items():
         save_onnx(graph, target / name / repository.VERSION)
-    repository.write_configs(target, configs)
     repository.write_python_models(target, configs)
+    for model, classes in labels.items():
+        repository.write_labels(target, [model], classes)
+    repository.write_configs(target, configs)
 
 
 def write_classifier(
@@ -100,9 +110,10 @@ def write_classifier(
 ) -> dict[str, dict[str, Any]]:
     """Every model of ``classifier``, its network as version 1, with its labels."""
     configs = classifier.configs(batching)
-    write_models(target, configs, {classifier.preprocess: preprocess})
     write_network(target, classifier, network, int(repository.VERSION))
-    repository.write_labels(target, classifier.labelled, network.labels)
+    write_models(
+        target, configs, {classifier.preprocess: preprocess}, {model: network.labels for model in classifier.labelled}
+    )
     return configs
 
 
@@ -131,7 +142,7 @@ def export_all(args: argparse.Namespace, spec: PreprocessSpec, batching: Batchin
     with steps.step(f"writing the Triton repository to {args.repository}"):
         configs = write_classifier(args.repository, default.classifier(args.model, spec), batching, network, preprocess)
         detector = edges.configs()
-        write_models(args.repository, detector, {names.CANNY: canny})
+        write_models(args.repository, detector, {names.CANNY: canny}, {})
     summary(args.repository, steps, configs | detector, network, [preprocess_check])
     return 0
 

@@ -120,14 +120,15 @@ def _export(args: argparse.Namespace, batching: Batching) -> int:
     classifier = Classifier.named(args.name, spec, len(labels) if labels else IMAGENET_CLASSES)
     if args.version is not None:
         return _export_version(args, classifier, labels)
-    steps = Steps(total=5)
+    steps = Steps(total=6)  # the network (3), its preprocessing (2), writing
     network = _network(steps, args, spec, labels)
     preprocess, preprocess_check = build.preprocess_graph(steps, spec, args.opset)
     with steps.step(f"writing {args.name} to {args.repository}"):
         configs = build.write_classifier(args.repository, classifier, batching, network, preprocess)
     build.summary(args.repository, steps, configs, network, [preprocess_check])
-    print(f"\nServe it: POST /v1/models/{args.name}/classify (GET /v1/models lists every classifier); while the "
-          f"stack serves, load it first: POST /v1/admin/models/{args.name}/load", file=sys.stderr)  # fmt: skip
+    print(f"\nCall it: POST /v1/models/{args.name}/classify (GET /v1/models lists every classifier). While the stack "
+          f"serves, load it first: POST /v1/admin/models/{args.name}/load (and .../{classifier.pixels}/load for its "
+          "pixel entry point); a new make serve loads it by itself.", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const fileInput = $("file");
 const dropzone = $("dropzone");
 const keyInput = $("api-key");
-const modelSelect = $("model");
+const modelSelect = $("model-choice");
 const objectUrls = { photo: null, edges: null };
 let currentFile = null;
 
@@ -184,9 +184,10 @@ async function loadModels() {
   modelSelect.replaceChildren(
     ...classifiers.map((model) => {
       const option = new Option(model.about.default ? `${model.name} (default)` : model.name);
-      option.value = model.about.route.replace(/^\//, "");
+      // Relative, for a gateway behind a path prefix; the default classifier's own route is /v1/classify.
+      option.value = model.about.default ? "v1/classify" : model.about.route.replace(/^\//, "");
       option.dataset.about = describe(model.about);
-      option.selected = option.value === chosen || (chosen === "v1/classify" && model.about.default);
+      option.selected = option.value === chosen;
       return option;
     }),
   );
