@@ -104,6 +104,14 @@ async def _known(inference: Inference, name: str) -> ModelState:
     return models[name]
 
 
+async def _described(inference: Inference, name: str) -> ModelState:
+    """The model as ``GET /v1/models`` lists it."""
+    model = await _known(inference, name)
+    if model.ready:
+        await _describe(inference, inference.settings, model)
+    return model
+
+
 async def _control(inference: Inference, name: str, action: str, **options: Any) -> None:
     """Load or unload; Triton answers once the new versions are loaded and warmed up (or the load failed)."""
     call = inference.client.load_model if action == "load" else inference.client.unload_model
@@ -193,7 +201,7 @@ async def _load(inference: Inference, name: str, body: Versions | None) -> Model
         await _control(inference, name, "load")
     else:
         await _load_versions(inference, name, body.versions)
-    return await _known(inference, name)
+    return await _described(inference, name)
 
 
 @admin.post(
@@ -221,7 +229,7 @@ async def _unload(inference: Inference, name: str, body: Versions | None) -> Mod
         if not keep:
             raise ApiError(Error.INVALID_REQUEST, f"that would leave {name!r} no version: unload it without a body")
         await _load_versions(inference, name, sorted(keep))
-    return await _known(inference, name)
+    return await _described(inference, name)
 
 
 router.include_router(admin)  # after its routes: including copies them

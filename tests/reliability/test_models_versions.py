@@ -145,7 +145,7 @@ def test_version_swap_under_load(
     FIGURES["version swap: p50 / p99 latency (s)"] = (
         f"{statistics.median(latencies):.3f} / {latencies[int(0.99 * (len(latencies) - 1))]:.3f}"
     )
-    FIGURES["version swap: unpinned answers by ensemble version"] = {
+    FIGURES["version swap: unpinned answers by the version they name"] = {
         v: sum(1 for *_, version in load.answers if version == v) for v in sorted({a[2] for a in load.answers})
     }
     assert failures == 0, sorted(set(statuses))
