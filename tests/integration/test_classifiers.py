@@ -31,12 +31,11 @@ from torchvision.models import get_model
 from export.__main__ import main as export
 from export.preprocess import reference_preprocess
 from imaging import Limits, decode
-from launcher.process import free_ports
-from launcher.triton import Ports, TritonServer
+from launcher.triton import TritonServer
 from servables.specs import PreprocessSpec
 from tests.integration import test_ui
 from tests.support.classifiers import COLOURS, STRIPES, colour_image, fine_tune, save, stripes_image
-from tests.support.stack import ROOT, Gateway
+from tests.support.stack import ROOT, Gateway, running_triton
 
 COLOURS_SPEC = PreprocessSpec(resize=73, crop=64, interpolation="cubic")
 STRIPES_SPEC = PreprocessSpec(resize=73, crop=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -96,31 +95,24 @@ def files(networks: dict[str, nn.Module], tmp_path_factory: pytest.TempPathFacto
     return folder
 
 
+def _export_classifier(name: str, source: list[str], labels: Path, spec: PreprocessSpec, repository: Path) -> None:
+    common = ["--labels", str(labels), *_flags(spec), "--repository", str(repository), "--max-batch-size", "8"]
+    assert export(["classifier", name, *source, *common]) == 0
+
+
 @pytest.fixture(scope="module")
 def repository(files: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("classifiers-repository")
-    common = ["--repository", str(target), "--max-batch-size", "8"]
     colours = ["--torchvision", "mobilenet_v3_small", "--weights", str(files / "colours.pth")]
+    _export_classifier("colours", colours, files / "colours.txt", COLOURS_SPEC, target)
     stripes = ["--torchvision", "resnet18", "--weights", str(files / "stripes.pth")]
-    assert (
-        export(
-            ["classifier", "colours", *colours, "--labels", str(files / "colours.txt"), *_flags(COLOURS_SPEC), *common]
-        )
-        == 0
-    )
-    assert (
-        export(
-            ["classifier", "stripes", *stripes, "--labels", str(files / "stripes.txt"), *_flags(STRIPES_SPEC), *common]
-        )
-        == 0
-    )
+    _export_classifier("stripes", stripes, files / "stripes.txt", STRIPES_SPEC, target)
     return target
 
 
 @pytest.fixture(scope="module")
 def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    log = tmp_path_factory.mktemp("classifiers-triton") / "tritonserver.log"
-    with TritonServer(repository, Ports(*free_ports(3)), log_path=log, exit_timeout_s=5) as triton:
+    with running_triton(repository, tmp_path_factory) as triton:
         yield triton
 
 
@@ -260,9 +252,7 @@ def test_the_page_picks_the_classifier(page: Page, stack: Gateway, tmp_path: Pat
 def test_an_onnx_file_exported_while_serving_is_loaded_without_restart(
     stack: Gateway, server: TritonServer, repository: Path, files: Path, photos: dict[str, np.ndarray]
 ) -> None:
-    labels = ["--labels", str(files / "colours.txt")]
-    assert export(["classifier", "shades", "--onnx", str(files / "shades.onnx"), *labels, *_flags(SHADES_SPEC),
-                   "--repository", str(repository), "--max-batch-size", "8"]) == 0  # fmt: skip
+    _export_classifier("shades", ["--onnx", str(files / "shades.onnx")], files / "colours.txt", SHADES_SPEC, repository)
     added = {path.parent.name for path in server.refresh_repository()}
     assert {"shades", "shades_pixels", "shades_network", "shades_preprocess", "decode_reduced_80"} <= added
     for entry_point in ("shades", "shades_pixels"):  # the one REST calls, and the one for decoded pixels
