@@ -1,4 +1,4 @@
-"""Where the ResNet's weights come from, and a description of what was used.
+"""Where a network's weights come from, and a description of what was used.
 
 ``imagenet`` is torchvision's published ImageNet weights for the architecture (its DEFAULT enum), fetched
 through torch.hub's own download and cache (``$TORCH_HOME/hub/checkpoints``), so a file placed there by hand is

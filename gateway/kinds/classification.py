@@ -78,7 +78,7 @@ async def classify(inference: Inference, name: str, data: bytes, top_k: int, ver
     """The file's bytes as they came (Triton decodes them at the scale the classifier needs); the answer names the
     classifier, and the network version and weights that produced it."""
     classifier = await served(inference, name)
-    outputs = [Output(names.PROBABILITIES, class_count=min(top_k, classifier.classes)), Output(names.MODEL_ID)]
+    outputs = [Output(names.PROBABILITIES, class_count=top_k), Output(names.MODEL_ID)]  # Triton caps k at its classes
     inputs, timeout_s = {names.IMAGE: encoded(data)}, inference.settings.classify_timeout_s
     if version:
         answer = await inference.infer_pinned(classifier.steps, inputs, outputs, timeout_s, version)
