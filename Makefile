@@ -7,8 +7,9 @@ comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 MODEL      ?= resnet50
-# auto: torchvision's ImageNet weights when cached or downloadable, else the random init seed:0 (said loudly).
-WEIGHTS    ?= auto
+# Unset: python -m export's own default, auto (torchvision's ImageNet weights when cached or downloadable, else the
+# random init seed:0, said loudly). WEIGHTS=imagenet, seed:N, a .pth or s3://bucket/key choose.
+WEIGHTS    ?=
 REPOSITORY ?= model_repository
 TEST_REPOSITORY := build/test-repository
 
@@ -41,17 +42,18 @@ lock: | $(UV)  ## re-resolve uv.lock and deploy/ecs/triton-env/uv.lock to the ne
 	$(UV) lock --upgrade
 	$(UV) lock --upgrade --no-python-downloads --project $(TRITON_ENV)
 
-$(REPOSITORY)/$(MODEL)/1/model.onnx: servables/python_models/decode.py | $(STAMP)
-	$(PY) -m export --model $(MODEL) --weights $(WEIGHTS) --repository $(REPOSITORY)
+# identity.json: an export older than the identity each answer carries (MODEL_ID) is made again.
+$(REPOSITORY)/$(MODEL)/1/identity.json: servables/python_models/decode.py | $(STAMP)
+	$(PY) -m export --model $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) --repository $(REPOSITORY)
 
-models: $(REPOSITORY)/$(MODEL)/1/model.onnx  ## export the default model (resnet50) unless it is there
+models: $(REPOSITORY)/$(MODEL)/1/identity.json  ## export the default model (resnet50) unless it is there
 
 SERVE_ARGS ?=
 serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both; SERVE_ARGS="--port 9090 ...")
 	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY) $(SERVE_ARGS)
 
-$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py servables/*.py servables/python_models/*.py) | $(STAMP)
-	$(PY) -m export --model resnet18 --repository $(TEST_REPOSITORY)
+$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py servables/*.py servables/python_models/*.py imaging/*.py) | $(STAMP)
+	$(PY) -m export --model resnet18 --weights seed:0 --repository $(TEST_REPOSITORY)
 
 # Debian's chromium for tests/integration/test_ui.py (Playwright drives it; it never downloads a browser of its own).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

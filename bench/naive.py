@@ -3,7 +3,7 @@
 Each request decodes its JPEG with OpenCV, preprocesses it in numpy and runs one forward pass of the
 torchvision model on its own. The handler hands that work to Starlette's thread pool, as a plain ``def``
 endpoint would, so concurrent requests run concurrent batch-of-one forward passes. Weights, class names and
-the preprocessing are the export's own (``export.resnet``, ``export.preprocess``), so the comparison with
+the preprocessing are the export's own (``export.network``, ``export.preprocess``), so the comparison with
 Triton isolates the serving design: same model, same pixels, same device.
 
 Run it like the gateway: ``python -m bench.naive --model resnet50 --port 8090`` (``python -m bench`` does).
@@ -21,8 +21,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from export.network import class_names, load_backbone
 from export.preprocess import reference_preprocess
-from export.resnet import class_names, load_backbone
 
 TOP_K = 5
 

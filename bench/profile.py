@@ -51,7 +51,7 @@ def gateway_steps_ms(jpegs: Sequence[bytes], repeats: int) -> dict[str, float]:
     decode at the scale the model needs (``imaging.decode``, what the ``decode_reduced`` step runs)."""
     from tritonclient.grpc import service_pb2
 
-    from gateway.routes.images import ClassifyResponse
+    from gateway.kinds.classification import ClassifyResponse
     from imaging.decode import decode
     from imaging.header import Limits, read_header
 

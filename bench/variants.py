@@ -1,7 +1,7 @@
 """The benchmark's model repositories: the exported models, plus ResNet variants that differ in one setting.
 
 A variant is the exported ResNet's ``model.onnx`` and labels (linked, not copied) under a config written by the
-export's own writer (``servables.configs.resnet_config``) from the exported config's batching settings with
+export's own writer (``Classifier.network_config``) from the exported config's batching settings with
 one change: batching off (scenario 5), FP16 weights, or a sweep point. So a comparison between two variants
 measures that one setting and nothing else.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servables.configs import resnet_config
+from servables import default
 from servables.names import LABELS
 from servables.repository import VERSION, read_config, write_configs
 from servables.specs import Batching, PreprocessSpec
@@ -39,7 +39,7 @@ def exported_model(repository: Path, model: str) -> Path:
 
 
 def batching_of(folder: Path) -> Batching:
-    """The batching settings a ResNet config was written with: the inverse of ``resnet_config``."""
+    """The batching settings a ResNet config was written with: the inverse of ``network_config``."""
     config = read_config(folder / "config.pbtxt")
     instances = config.instance_group[0].count if config.instance_group else 1
     if not config.HasField("dynamic_batching"):
@@ -62,9 +62,9 @@ def _crop(folder: Path) -> int:
 def resnet_variant(name: str, source: Path, batching: Batching, device: str) -> dict[str, Any]:
     """The config of a ResNet named ``name`` serving ``source``'s network with ``batching``."""
     crop = _crop(source)
-    # resnet_config reads only the crop of the preprocessing spec (the ResNet's input size).
+    # The network's config reads only the crop of the preprocessing spec (the ResNet's input size).
     spec = PreprocessSpec(resize=max(crop, PreprocessSpec.resize), crop=crop)
-    config = resnet_config(name, spec, batching)
+    config = default.classifier(name, spec).network_config(batching)
     if device == "cuda":  # explicit, so every variant runs on the GPU whatever the exported config leaves open
         config["instance_group"] = [{**group, "kind": "KIND_GPU"} for group in config["instance_group"]]
     return config

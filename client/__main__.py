@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     classify = commands.add_parser("classify", parents=[common], help="top-k ImageNet classes of each image")
     classify.add_argument("--top-k", type=_positive, default=5, help="classes per image, 1-20 (default: %(default)s)")
+    classify.add_argument(
+        "--model", help="a classifier of your own (GET /v1/models lists them; default: the gateway's default, classify)"
+    )
     classify.add_argument("--format", choices=sorted(output.FORMATS), default="table", help="default: %(default)s")
     classify.add_argument("--output", type=Path, help="write the table/JSON/CSV here instead of stdout")
     classify.add_argument("--grpc", action="store_true", help="call Triton's gRPC port directly, not the gateway")
@@ -120,7 +123,7 @@ async def classify(paths: list[Path], args: argparse.Namespace) -> list[Result]:
         Triton(args.triton_url, args.timeout) if args.grpc else Gateway(args.url, args.api_key, args.timeout)
     )
     try:
-        done = await run_all(paths, lambda body: client.classify(body, args.top_k), args)
+        done = await run_all(paths, lambda body: client.classify(body, args.top_k, args.model), args)
     finally:
         await client.close()
     for result, answer in done:

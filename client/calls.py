@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 
 from servables import names
+from servables.classification import Identity
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 503})
@@ -121,8 +122,9 @@ class Gateway:
             raise _http_failure(response)
         return response
 
-    async def classify(self, body: bytes, top_k: int) -> dict[str, Any]:
-        answer: dict[str, Any] = (await self._post("/v1/classify", body, {"top_k": top_k})).json()
+    async def classify(self, body: bytes, top_k: int, model: str | None = None) -> dict[str, Any]:
+        route = f"/v1/models/{model}/classify" if model else "/v1/classify"
+        answer: dict[str, Any] = (await self._post(route, body, {"top_k": top_k})).json()
         return answer
 
     async def edges(self, body: bytes, low: float, high: float) -> bytes:
@@ -130,7 +132,8 @@ class Gateway:
 
 
 class Triton:
-    """Triton's ``classify`` ensemble over gRPC: the file's bytes in, top-k through the classification extension."""
+    """A classifier's ensemble over gRPC (``classify`` unless told): the file's bytes in, top-k through the
+    classification extension, and the version and weights that answered."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         import tritonclient.grpc.aio as grpcclient
@@ -141,24 +144,30 @@ class Triton:
     async def close(self) -> None:
         await self.client.close()
 
-    async def classify(self, body: bytes, top_k: int) -> dict[str, Any]:
+    async def classify(self, body: bytes, top_k: int, model: str | None = None) -> dict[str, Any]:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
+        model = model or names.CLASSIFY
         image = grpcclient.InferInput(names.IMAGE, [1, len(body)], "UINT8")
         image.set_data_from_numpy(np.frombuffer(body, dtype=np.uint8)[None])
-        output = grpcclient.InferRequestedOutput(names.PROBABILITIES, class_count=top_k)
+        outputs = [
+            grpcclient.InferRequestedOutput(names.PROBABILITIES, class_count=top_k),
+            grpcclient.InferRequestedOutput(names.MODEL_ID),
+        ]
         try:
-            result = await self.client.infer(names.CLASSIFY, [image], outputs=[output], client_timeout=self.timeout_s)
+            result = await self.client.infer(model, [image], outputs=outputs, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
             status = str(exc.status())
             code = status.removeprefix("StatusCode.").lower()
             if status in GRPC_RETRY_CODES:
                 raise Retryable(f"{self.url}: {exc.message()}", code, None, None) from None
             raise Failure(f"{self.url}: {exc.message()}", code) from None
+        identity = Identity.decode(result.as_numpy(names.MODEL_ID).reshape(-1)[0])  # the network's, as it ran
         return {
-            "model": names.CLASSIFY,
-            "model_version": result.get_response().model_version,
+            "model": model,
+            "model_version": identity.version,
+            "weights": identity.weights,
             "image": None,  # Triton decodes the image; its size does not come back
             "predictions": [vars(p) for p in parse_classification(result.as_numpy(names.PROBABILITIES)[0])],
         }

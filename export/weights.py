@@ -1,4 +1,4 @@
-"""Where the ResNet's weights come from, and a description of what was used.
+"""Where a network's weights come from, and a description of what was used.
 
 ``imagenet`` is torchvision's published ImageNet weights for the architecture (its DEFAULT enum), fetched
 through torch.hub's own download and cache (``$TORCH_HOME/hub/checkpoints``), so a file placed there by hand is
@@ -8,6 +8,7 @@ loudly. torch and torchvision are imported inside functions: ``python -m export 
 
 from __future__ import annotations
 
+import difflib
 import http.client
 import socket
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")  # the default classifier's
 IMAGENET = "imagenet"
 AUTO = "auto"
 RANDOM_FALLBACK = "seed:0"
@@ -63,9 +64,23 @@ def imagenet_weights(arch: str) -> ImagenetWeights:
     return ImagenetWeights(arch, default.name, default.url)
 
 
+def torchvision_classifiers() -> list[str]:
+    import torchvision.models
+    from torchvision.models import list_models
+
+    return list(list_models(module=torchvision.models))
+
+
 def check_architecture(arch: str) -> None:
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    """Any of torchvision's classification architectures (the default stack's ``--model`` takes the ResNets)."""
+    known = torchvision_classifiers()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=4)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(
+            f"unknown architecture {arch!r}: not one of torchvision's classifiers; {hint}"
+            "torchvision.models.list_models(module=torchvision.models) lists them"
+        )
 
 
 @contextmanager

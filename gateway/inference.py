@@ -1,10 +1,11 @@
-"""The gateway's one long-lived gRPC channel to Triton, and what its answers and errors mean over REST."""
+"""The gateway's one long-lived gRPC channel to Triton, the generic call every model kind makes through it, and
+what Triton's errors mean over REST."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -13,20 +14,20 @@ import cv2
 import numpy as np
 import tritonclient.grpc.aio as triton
 from starlette.requests import Request
-from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, model_config_pb2
 from tritonclient.utils import InferenceServerException
 from tritonclient.utils import np_to_triton_dtype as triton_dtype
 
 from gateway.budget import Budget
 from gateway.errors import ApiError, Error
 from gateway.images import image_error
+from gateway.kinds import kinds
 from gateway.observability import Metrics, request_id
 from gateway.settings import Settings
 from gateway.tracing import Tracing
 from gateway.triton_wire import TritonWire
 from imaging import ImageError
 from servables import names
-from servables.repository import weights_of
 
 CHANNEL_ARGS = [
     # Uploads travel as they came (up to the body limit) and edge maps come back as pixels: allow Triton's own
@@ -40,7 +41,7 @@ CHANNEL_ARGS = [
 ]
 
 
-# The readiness probe: the smallest image the upload rules admit, run through each model once a second at most.
+# The readiness probes' image: the smallest the upload rules admit, run through each kind's model once a second at most.
 PROBE_IMAGE = bytes(cv2.imencode(".png", np.full((8, 8, 3), 128, np.uint8))[1])
 PROBE_TTL_S = 1.0
 
@@ -48,30 +49,11 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Prediction:
-    label: str
-    index: int
-    probability: float
+class Output:
+    """An output to ask for; ``class_count`` > 0 asks Triton's classification extension for the top so many."""
 
-
-@dataclass(frozen=True)
-class Classification:
-    model: str
-    model_version: str
-    weights: str
-    predictions: list[Prediction]
-
-
-@dataclass(frozen=True)
-class CannyParameters:
-    """cv2.Canny's parameters, and the grayscale/blur option, as the edge detector takes them."""
-
-    low: float = 100.0
-    high: float = 200.0
-    aperture_size: int = 3
-    l2_gradient: bool = False
-    gray: bool = False
-    blur: int = 0
+    name: str
+    class_count: int = 0
 
 
 class TritonClient(Protocol):
@@ -101,7 +83,10 @@ def connect(settings: Settings) -> TritonClient:
 
 
 class Inference:
-    """Created in the app's lifespan: a ``tritonclient.grpc.aio`` client belongs to the loop that made it."""
+    """The generic call to Triton: deadlines, metrics, traces, error mapping, this process's inference slots and
+    the readiness of every model kind. What each kind sends and reads is its contract's (``gateway.kinds``).
+
+    Created in the app's lifespan: a ``tritonclient.grpc.aio`` client belongs to the loop that made it."""
 
     def __init__(
         self, settings: Settings, metrics: Metrics, client: TritonClient, tracing: Tracing | None = None
@@ -112,10 +97,9 @@ class Inference:
         self.inflight = Budget(settings.max_inflight)
         self.latency = metrics.triton_latency
         self.answers = metrics.triton_answers
-        self._weights: str | None = None
+        self._configs: dict[str, model_config_pb2.ModelConfig] = {}
         self._probed_at = -PROBE_TTL_S
         self._probe: dict[str, str] = {}
-        self._steps: list[Any] | None = None
 
     async def close(self) -> None:
         await self.client.close()
@@ -132,79 +116,38 @@ class Inference:
         finally:
             self.inflight.give_back()
 
-    async def classify(self, encoded: bytes, top_k: int, version: str = "") -> Classification:
-        """The file's bytes as they came: Triton decodes them at the scale the model needs. ``version`` pins the
-        ResNet's version; the answer names the model and version that ran."""
-        output = triton.InferRequestedOutput(names.PROBABILITIES, class_count=top_k)
-        if version:
-            result = await self._classify_pinned(encoded, output, version)
-        else:
-            model = self.settings.classify_model
-            result = await self._infer(model, [_encoded(encoded)], [output], self.settings.classify_timeout_s)
-        predictions = []
-        for entry in result.as_numpy(names.PROBABILITIES).reshape(-1):
-            score, index, label = entry.decode().split(":", 2)  # the classification extension's format
-            predictions.append(Prediction(label=label, index=int(index), probability=float(score)))
-        response = result.get_response()
-        return Classification(response.model_name, response.model_version, await self.weights(), predictions)
-
-    async def _classify_pinned(
-        self, encoded: bytes, output: triton.InferRequestedOutput, version: str
-    ) -> triton.InferResult:
-        """The ensemble's own steps, run one call each, the last (the ResNet) at ``version``: a Triton ensemble
-        always calls the latest version of a step, so a pin cannot go through it."""
-        deadline = time.monotonic() + self.settings.classify_timeout_s
-        *head, last = await self._ensemble_steps()
-        tensors = {names.IMAGE: np.frombuffer(encoded, np.uint8)[np.newaxis]}
-        for step in head:
-            inputs = [_tensor(own, tensors[mapped]) for own, mapped in step.input_map.items()]
-            outputs = [triton.InferRequestedOutput(own) for own in step.output_map]
-            answer = await self._infer(step.model_name, inputs, outputs, deadline - time.monotonic())
-            tensors |= {mapped: answer.as_numpy(own) for own, mapped in step.output_map.items()}
-        inputs = [_tensor(own, tensors[mapped]) for own, mapped in last.input_map.items()]
-        return await self._infer(last.model_name, inputs, [output], deadline - time.monotonic(), version)
-
-    async def _ensemble_steps(self) -> list[Any]:
-        """The classify ensemble's steps, read from Triton once (what the pinned path runs)."""
-        if self._steps is None:
+    async def model_config(self, name: str) -> model_config_pb2.ModelConfig:
+        """A model's config as Triton serves it, read once per process: what a route needs of it (its kind, its
+        steps) does not change while it is served; a load or unload through this process forgets them all."""
+        if name not in self._configs:
             try:
-                answer = await self.client.get_model_config(self.settings.classify_model, client_timeout=1.0)
+                answer = await self.client.get_model_config(name, client_timeout=1.0)
             except InferenceServerException as exc:
                 raise to_api_error(exc, self.settings.retry_after_s) from None
-            self._steps = list(answer.config.ensemble_scheduling.step)
-        return self._steps
+            self._configs[name] = answer.config
+        return self._configs[name]
 
-    async def weights(self) -> str:
-        """What the served ResNet learnt (the exporter records it in the ensemble's config), asked once."""
-        if self._weights is None:
-            try:
-                answer = await self.client.get_model_config(self.settings.classify_model, client_timeout=1.0)
-            except InferenceServerException:
-                return "unknown"
-            self._weights = weights_of(answer.config)
-        return self._weights
+    def forget_configs(self) -> None:
+        self._configs.clear()
 
-    async def edges(self, encoded: bytes, parameters: CannyParameters) -> np.ndarray:
-        inputs = [
-            _encoded(encoded),
-            _tensor(names.LOW, np.array([[parameters.low]], np.float32)),
-            _tensor(names.HIGH, np.array([[parameters.high]], np.float32)),
-            _tensor(names.APERTURE_SIZE, np.array([[parameters.aperture_size]], np.int32)),
-            _tensor(names.L2_GRADIENT, np.array([[parameters.l2_gradient]], np.bool_)),
-            _tensor(names.GRAY, np.array([[parameters.gray]], np.bool_)),
-            _tensor(names.BLUR, np.array([[parameters.blur]], np.int32)),
-        ]
-        output = [triton.InferRequestedOutput(names.EDGE_MAP)]
-        result = await self._infer(self.settings.edges_model, inputs, output, self.settings.edges_timeout_s)
-        return result.as_numpy(names.EDGE_MAP)[0]
+    async def index(self) -> list[dict[str, str]]:
+        """Triton's repository index: every model it can load, with each version's state (loaded or not)."""
+        try:
+            answer = await self.client.get_model_repository_index(as_json=True, client_timeout=5.0)
+        except InferenceServerException as exc:
+            raise to_api_error(exc, self.settings.retry_after_s) from None
+        return list(answer.get("models", []))
 
-    async def _infer(
-        self, model: str, inputs: list[triton.InferInput], outputs: list, timeout_s: float, version: str = ""
-    ) -> triton.InferResult:
+    async def infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[Output], timeout_s: float, version: str = ""
+    ) -> dict[str, np.ndarray]:
+        """One call: ``inputs`` by name, the ``outputs`` asked for by name; ``version`` pins the model's version."""
         started = time.perf_counter()
         outcome = "ok"
         if timeout_s <= 0:
             raise ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
+        tensors = [_tensor(name, array) for name, array in inputs.items()]
+        wanted = [triton.InferRequestedOutput(output.name, class_count=output.class_count) for output in outputs]
         try:
             # The deadline is the gRPC deadline (Triton cancels the request when it passes), Triton's queue
             # timeout, and a parameter every step of an ensemble sees: a run still going when it passes, which
@@ -214,12 +157,12 @@ class Inference:
             deadline = {names.DEADLINE_PARAMETER: time.time_ns() + int(timeout_s * 1e9)}
             with call as trace_headers:
                 result = await self.client.infer(
-                    model, inputs, model_version=version, outputs=outputs, request_id=_request_id(),
+                    model, tensors, model_version=version, outputs=wanted, request_id=_request_id(),
                     client_timeout=timeout_s, timeout=int(timeout_s * 1e6), headers=trace_headers,
                     parameters=deadline,
                 )  # fmt: skip
             self.answers.labels(model=model, version=result.get_response().model_version).inc()
-            return result
+            return {output.name: result.as_numpy(output.name) for output in outputs}
         except InferenceServerException as exc:
             error = to_api_error(exc, self.settings.retry_after_s)
             outcome = error.error.code
@@ -230,30 +173,50 @@ class Inference:
         finally:
             self.latency.labels(model=model, outcome=outcome).observe(time.perf_counter() - started)
 
+    async def infer_pinned(
+        self, steps: Sequence[Any], inputs: dict[str, np.ndarray], outputs: Sequence[Output], timeout_s: float,
+        version: str,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """An ensemble's ``steps`` run one call each, the last at ``version`` (a Triton ensemble always calls the
+        latest version of a step, so a pin cannot go through it); ``inputs`` and ``outputs`` by the ensemble's
+        names, as ``infer`` takes them for the ensemble itself."""
+        deadline = time.monotonic() + timeout_s
+        tensors = dict(inputs)
+        *head, last = steps
+        for step in head:
+            fed = {own: tensors[mapped] for own, mapped in step.input_map.items() if mapped in tensors}
+            answer = await self.infer(step.model_name, fed, [Output(own) for own in step.output_map],
+                                      deadline - time.monotonic())  # fmt: skip
+            tensors |= {mapped: answer[own] for own, mapped in step.output_map.items()}
+        own = {mapped: own for own, mapped in last.output_map.items()}
+        fed = {name: tensors[mapped] for name, mapped in last.input_map.items() if mapped in tensors}
+        asked = [Output(own[output.name], output.class_count) for output in outputs]
+        answer = await self.infer(last.model_name, fed, asked, deadline - time.monotonic(), version)
+        return {output.name: answer[own[output.name]] for output in outputs}
+
     async def readiness(self) -> dict[str, str]:
-        """Per component: "ready", or why not. Short deadlines: a probe must not hang on a dead server."""
-        models = (self.settings.classify_model, self.settings.edges_model)
+        """Per component (Triton, then each kind's model): "ready", or why not. Short deadlines: a probe must not
+        hang on a dead server."""
+        probes = {kind.model(self.settings): kind.probe for kind in kinds()}
         try:
             if not await self.client.is_server_ready(client_timeout=1.0):
-                return {"triton": "not ready"} | {m: "unknown" for m in models}
-            states = {m: await self.client.is_model_ready(m, client_timeout=1.0) for m in models}
+                return {"triton": "not ready"} | {m: "unknown" for m in probes}
+            states = {m: await self.client.is_model_ready(m, client_timeout=1.0) for m in probes}
         except InferenceServerException as exc:
-            return {"triton": f"unavailable: {exc.message()}"} | {m: "unknown" for m in models}
-        serving = await self._serving() if all(states.values()) else {}
+            return {"triton": f"unavailable: {exc.message()}"} | {m: "unknown" for m in probes}
+        serving = await self._serving(probes) if all(states.values()) else {}
         return {"triton": "ready"} | {m: serving.get(m, "ready") if ok else "not ready" for m, ok in states.items()}
 
-    async def _serving(self) -> dict[str, str]:
+    async def _serving(self, probes: dict[str, Callable[[Inference, str], Awaitable[object]]]) -> dict[str, str]:
         """Whether each model really answers, from a tiny inference: Triton reports a model ready even when its
         stub processes died. Remembered for a second, so polling /readyz cannot turn into load on Triton."""
         now = time.monotonic()
         if now - self._probed_at > PROBE_TTL_S:
             self._probed_at = now
-            classify = self.classify(PROBE_IMAGE, 1)
-            edges = self.edges(PROBE_IMAGE, CannyParameters())
-            outcomes = await asyncio.gather(classify, edges, return_exceptions=True)
-            models = (self.settings.classify_model, self.settings.edges_model)
+            outcomes = await asyncio.gather(*(probe(self, model) for model, probe in probes.items()),
+                                            return_exceptions=True)  # fmt: skip
             self._probe = {
-                model: f"not serving: {outcome.message}" for model, outcome in zip(models, outcomes, strict=True)
+                model: f"not serving: {outcome.message}" for model, outcome in zip(probes, outcomes, strict=True)
                 if isinstance(outcome, ApiError)
             }  # fmt: skip
         return self._probe
@@ -293,8 +256,9 @@ def _tensor(name: str, array: np.ndarray) -> triton.InferInput:
     return tensor
 
 
-def _encoded(data: bytes) -> triton.InferInput:
-    return _tensor(names.IMAGE, np.frombuffer(data, np.uint8)[np.newaxis])
+def encoded(data: bytes) -> np.ndarray:
+    """A file's bytes as the entry points take them: ``uint8 [1, nbytes]``, no copy."""
+    return np.frombuffer(data, np.uint8)[np.newaxis]
 
 
 def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
@@ -306,7 +270,8 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
     if "maximum queue size" in message:
         return ApiError(Error.TRITON_QUEUE_FULL, "Triton's queue is full; retry shortly", retry)
     if "unknown model" in message and "version" in message:  # a pinned version that is not (or no longer) served
-        return ApiError(Error.MODEL_VERSION_UNAVAILABLE, f"Triton does not serve it: {message}", retry)
+        return ApiError(Error.MODEL_VERSION_NOT_FOUND, f"Triton does not serve it (GET /v1/models lists the versions "
+                        f"it serves): {message}")  # fmt: skip
     if "UNAVAILABLE" in status or "unknown model" in message or "is not healthy" in message:
         # A restarting Triton has not loaded it yet, or a model's stub process died (the launcher restarts it).
         return ApiError(Error.TRITON_UNAVAILABLE, f"Triton is unavailable: {message}", retry)

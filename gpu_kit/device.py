@@ -23,7 +23,7 @@ from gpu_kit.build import RUNTIME, WHEELS
 _VERSION_AND_LIBDIR = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2], sysconfig.get_config_var('LIBDIR'))"
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 PREFLIGHT = (
-    "import sys, numpy, cv2, torch, torchvision, PIL, tritonclient.grpc, export.resnet, imaging, gpu_kit.measure; "
+    "import sys, numpy, cv2, torch, torchvision, PIL, tritonclient.grpc, export.network, imaging, gpu_kit.measure; "
     "print('stub env: python', sys.version.split()[0], 'numpy', numpy.__version__, 'cv2', cv2.__version__, "
     "'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 )

@@ -28,7 +28,7 @@ from bench.inputs import RoundRobin, camera_photographs, photographs
 from bench.loadgen import LevelResult, Observers, Timing, run_level
 from bench.process_cpu import CpuWindow
 from bench.triton_stats import TritonWindow
-from export.resnet import class_names
+from export.network import class_names
 from gpu_kit.repository import Variant, resnet_name, variants, write_repository
 from launcher.triton import Ports, TritonServer, find_install
 from servables import names

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servables import configs, names, repository
+from servables import configs, default, names, repository
 from servables.specs import Batching, PreprocessSpec
 
 TORCH_RUNNER = Path(__file__).with_name("python_models") / "torch_runner.py"
@@ -62,21 +62,23 @@ def repository_configs(
     arch: str, gpu: bool, batching: Batching | None = None, gpu_decode: bool = True
 ) -> dict[str, dict[str, Any]]:
     spec = PreprocessSpec()
+    # The torch stand-in answers no MODEL_ID: the kit measures speed, and its weights are WEIGHTS.
+    classifier = default.classifier(arch, spec)
     models: dict[str, dict[str, Any]] = {}
     wanted = variants(gpu, gpu_decode)
     for decode in sorted({variant.decode for variant in wanted}):
         config = configs.decode_config(f"{names.DECODE}_{decode}", min_side=spec.resize)
         count = 2 if decode == "gpu" else DECODE_CPU_INSTANCES if gpu else 1  # CPU-only: a stub per step
         models[config["name"]] = {**config, "instance_group": [{"count": count, "kind": _kind(decode == "gpu")}]}
-    models[names.PREPROCESS] = _torch_model(configs.preprocess_config(spec), gpu, 2 if gpu else 1, module="preprocess")
+    models[names.PREPROCESS] = _torch_model(classifier.preprocess_config(), gpu, 2 if gpu else 1, module="preprocess")
     for precision in sorted({variant.precision for variant in wanted}):
         name = resnet_name(arch, precision)
-        resnet = {**configs.resnet_config(arch, spec, batching or Batching()), "name": name}
+        resnet = {**classifier.network_config(batching or Batching(), identity=False), "name": name}
         models[name] = _torch_model(
             resnet, gpu, 1, module="classifier", arch=arch, weights=WEIGHTS, precision=precision
         )
     for variant in wanted:
-        ensemble = configs.classify_config(arch, WEIGHTS)
+        ensemble = classifier.entry_config(identity=False)
         steps = ensemble["ensemble_scheduling"]["step"]
         steps[0]["model_name"] = f"{names.DECODE}_{variant.decode}"
         steps[-1]["model_name"] = resnet_name(arch, variant.precision)

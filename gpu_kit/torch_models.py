@@ -2,7 +2,7 @@
 
 The borrowed GPU host has a CPU-only ``onnxruntime``, so its Triton runs ``preprocess`` and the ResNet in torch
 on CUDA instead: the same arithmetic (``export.preprocess``'s resize rule, bilinear with half-pixel centres,
-centre crop, BGR -> RGB, ImageNet normalisation) and the same network and weights (``export.resnet``), checked
+centre crop, BGR -> RGB, ImageNet normalisation) and the same network and weights (``export.network``), checked
 against the ONNX models on the CPU by tests/test_gpu_kit.py.
 """
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from export.network import Classifier, load_backbone
 from export.preprocess import resized_size
-from export.resnet import Classifier, load_backbone
 from servables.specs import PreprocessSpec
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from launcher.process import Service, ServiceError, http_ok, taken_ports
 from launcher.supervise import say, supervise
 from launcher.triton import Ports, TritonServer
-from servables import names
-from servables.repository import CONFIG_FILE, read_config, weights_of
+from servables.classification import exported_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +62,8 @@ def sample_image() -> Path:
 
 def weights_line(repository: Path) -> str:
     """What the served ResNet learnt, loudly when it learnt nothing."""
-    weights = weights_of(read_config(repository / names.CLASSIFY / CONFIG_FILE))
+    identity = exported_identity(repository)
+    weights = identity.weights if identity else "unknown (export the repository again: python -m export)"
     if weights.startswith("seed:"):
         return (
             f"  Weights   {weights}\n"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.process import Service, ServiceError, http_ok, taken_ports
+from servables.repository import CONFIG_FILE
 from servables.runtime import MissingModelFile, materialise, refresh
 
 NGC_ROOT = Path("/opt/tritonserver")
@@ -121,6 +122,7 @@ class TritonServer:
         self.extra_args = extra_args
         self.service: Service | None = None
         self._workdir: Path | None = None
+        self._runtime: tuple[bool, str | None] = (False, None)  # materialise()'s native_onnxruntime, python_env
         self._shm_prefix = f"tritonserve-{uuid.uuid4().hex[:12]}-"  # never empty: stop() removes what it matches
 
     @property
@@ -172,6 +174,7 @@ class TritonServer:
         install = find_install(self.cache)
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
         python_env = sys.prefix if sys.prefix != sys.base_prefix else None
+        self._runtime = install.has_onnxruntime, python_env
         try:
             repository = materialise(self.repository, self._workdir / "models", install.has_onnxruntime, python_env)
         except MissingModelFile as exc:
@@ -190,12 +193,17 @@ class TritonServer:
         return self
 
     def refresh_repository(self) -> list[Path]:
-        """After a version was exported into (or removed from) the repository: mirror it into the runtime copy,
-        where models rewritten for this install live, before asking Triton to load it. Returns what changed."""
+        """After a version or a model was exported into (or a version removed from) the repository: mirror it into
+        the runtime copy, where models rewritten for this install live, before asking Triton to load it. Returns
+        what changed."""
         if self._workdir is None:
             raise TritonError("tritonserver is not running")
         try:
-            return refresh(self.repository, self._workdir / "models")
+            models = self._workdir / "models"
+            known = {path.name for path in models.iterdir()}
+            materialise(self.repository, models, *self._runtime)  # models exported since, e.g. a new classifier
+            added = sorted(path / CONFIG_FILE for path in models.iterdir() if path.name not in known)
+            return added + refresh(self.repository, models)
         except MissingModelFile as exc:
             raise TritonError(str(exc)) from None
 

@@ -1,5 +1,5 @@
-"""Model configs as data: what each model of the repository is, batches and runs (``servables.repository``
-writes them through Triton's own protobuf)."""
+"""The pieces every model config is built from, as data (``servables.repository`` writes them through Triton's own
+protobuf). Each model kind builds its own models from these: ``servables.classification``, ``servables.edges``."""
 
 from __future__ import annotations
 
@@ -7,42 +7,63 @@ from typing import Any
 
 from imaging.limits import Limits
 from servables import names
-from servables.specs import Batching, PreprocessSpec
+from servables.specs import PreprocessSpec
 
 # Each request is one image (images differ in size, and Triton only batches equal shapes), so the per-image
-# models need max_batch_size > 0 only to sit in an ensemble beside the batched ResNet.
+# models need max_batch_size > 0 only to sit in an ensemble beside a batched network.
 IMAGE_MAX_BATCH = 8
-NUM_CLASSES = 1000
+PIXELS_DIMS = [-1, -1, 3]  # decoded BGR pixels of any size, what cv2.imdecode returns
 
 
-def _tensor(name: str, dtype: str, dims: list[int], **extra: Any) -> dict[str, Any]:
+def tensor(name: str, dtype: str, dims: list[int], **extra: Any) -> dict[str, Any]:
     return {"name": name, "data_type": dtype, "dims": dims, **extra}
 
 
-def _parameters(**values: object) -> dict[str, Any]:
+def parameters(**values: object) -> dict[str, Any]:
     return {key: {"string_value": str(value)} for key, value in values.items()}
 
 
-def _warmup(tensor: str, dtype: str, dims: list[int], **data: bool) -> dict[str, Any]:
+def warmup(name: str, dtype: str, dims: list[int], **data: bool) -> dict[str, Any]:
     """One request Triton runs through each instance when it loads the model (before it is marked ready), so the
     first real request after a load or a version swap does not pay for ONNX Runtime's lazy initialisation."""
     return {
-        "name": f"warmup_{tensor.lower()}",
+        "name": f"warmup_{name.lower()}",
         "batch_size": 1,
-        "inputs": {tensor: {"data_type": dtype, "dims": dims, **data}},
+        "inputs": {name: {"data_type": dtype, "dims": dims, **data}},
     }
 
 
-_ENCODED = _tensor(names.IMAGE, "TYPE_UINT8", [-1])
-_PIXELS = [-1, -1, 3]
-_CANNY_INPUTS = {
-    names.LOW: "TYPE_FP32",
-    names.HIGH: "TYPE_FP32",
-    names.APERTURE_SIZE: "TYPE_INT32",
-    names.L2_GRADIENT: "TYPE_BOOL",
-    names.GRAY: "TYPE_BOOL",
-    names.BLUR: "TYPE_INT32",
-}
+def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict[str, Any]:
+    """One step of an ensemble: its model's tensors (keys) mapped to the ensemble's (values)."""
+    return {"model_name": model, "model_version": -1, "input_map": inputs, "output_map": outputs}
+
+
+def ensemble(
+    name: str, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], steps: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """Steps as data: a later rewrite (the local runtime's, a fused decode) reads and edits the list."""
+    return {
+        "name": name,
+        "platform": "ensemble",
+        "max_batch_size": IMAGE_MAX_BATCH,
+        "input": inputs,
+        "output": outputs,
+        "ensemble_scheduling": {"step": steps},
+        **extra,
+    }
+
+
+ENCODED = tensor(names.IMAGE, "TYPE_UINT8", [-1])  # the file's bytes, as uploaded
+PIXELS = tensor(names.IMAGE, "TYPE_UINT8", PIXELS_DIMS)
+
+
+def decode_model(min_side: int) -> str:
+    """The decode step that serves a classifier resizing to ``min_side``: one per size, shared by the classifiers
+    that use it (``decode_reduced`` for the default's 256, ``decode_reduced_<size>`` for others); 0 decodes at full
+    resolution (``decode``, the edge detector's)."""
+    if min_side == 0:
+        return names.DECODE
+    return names.DECODE_REDUCED if min_side == PreprocessSpec.resize else f"{names.DECODE_REDUCED}_{min_side}"
 
 
 def decode_config(name: str, min_side: int) -> dict[str, Any]:
@@ -53,163 +74,15 @@ def decode_config(name: str, min_side: int) -> dict[str, Any]:
         "backend": "python",
         "max_batch_size": IMAGE_MAX_BATCH,
         # Ragged: files of any size share one execute() call, which nvJPEG decodes as one batch on a GPU.
-        "input": [{**_ENCODED, "allow_ragged_batch": True}],
-        "output": [_tensor(names.PIXELS, "TYPE_UINT8", _PIXELS)],
+        "input": [{**ENCODED, "allow_ragged_batch": True}],
+        "output": [tensor(names.PIXELS, "TYPE_UINT8", PIXELS_DIMS)],
         # KIND_AUTO: on a GPU host the instances land on the GPU and decode there (nvJPEG), else on the CPU.
         "instance_group": [{"count": 2}],
         "dynamic_batching": {"max_queue_delay_microseconds": 0},
-        "parameters": _parameters(
+        "parameters": parameters(
             min_side=min_side,
             max_image_pixels=Limits.max_pixels,
             min_image_side=Limits.min_side,
             max_aspect_ratio=Limits.max_aspect_ratio,
         ),
     }
-
-
-def preprocess_config(spec: PreprocessSpec) -> dict[str, Any]:
-    return {
-        "name": names.PREPROCESS,
-        "backend": "onnxruntime",
-        "max_batch_size": IMAGE_MAX_BATCH,
-        "input": [_tensor(names.IMAGE, "TYPE_UINT8", _PIXELS)],
-        "output": [_tensor(names.INPUT, "TYPE_FP32", [3, spec.crop, spec.crop])],
-        "instance_group": [{"count": 2}],
-        # Honoured by Triton's onnxruntime backend and by the local runtime's runner alike.
-        "parameters": _parameters(intra_op_thread_count=1),
-        # A photo-sized input whose shorter side is already the resize target: the size classify feeds it.
-        "model_warmup": [_warmup(names.IMAGE, "TYPE_UINT8", [spec.resize, spec.resize, 3], random_data=True)],
-    }
-
-
-def resnet_config(arch: str, spec: PreprocessSpec, batching: Batching) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": arch,
-        "backend": "onnxruntime",
-        "max_batch_size": batching.max_batch_size,
-        "input": [_tensor(names.INPUT, "TYPE_FP32", [3, spec.crop, spec.crop])],
-        "output": [
-            _tensor(names.LOGITS, "TYPE_FP32", [NUM_CLASSES]),
-            _tensor(names.PROBABILITIES, "TYPE_FP32", [NUM_CLASSES], label_filename=names.LABELS),
-        ],
-        "instance_group": [{"count": batching.instances}],
-        # Every version folder present is served, so a new version (`python -m export --version N`) answers beside
-        # the current one once loaded; dropping one is a reload with a `specific` policy (the admin API does it).
-        "version_policy": {"all": {}},
-        "model_warmup": [_warmup(names.INPUT, "TYPE_FP32", [3, spec.crop, spec.crop], zero_data=True)],
-    }
-    if batching.enabled:
-        config["dynamic_batching"] = {
-            "max_queue_delay_microseconds": batching.max_queue_delay_us,
-            "preferred_batch_size": list(batching.preferred_batch_sizes),
-            "default_queue_policy": {
-                "timeout_action": "REJECT",
-                "default_timeout_microseconds": batching.queue_timeout_us,
-                "allow_timeout_override": True,
-                "max_queue_size": batching.max_queue_size,
-            },
-        }
-    return config
-
-
-def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict[str, Any]:
-    return {"model_name": model, "model_version": -1, "input_map": inputs, "output_map": outputs}
-
-
-def _classify_ensemble(
-    name: str, image: dict[str, Any], head: list[dict[str, Any]], pixels: str, arch: str, weights: str
-) -> dict[str, Any]:
-    """``head`` turns the ensemble's IMAGE into the tensor ``pixels``; preprocess and the ResNet follow. Labels
-    on the output so clients can ask Triton for top-k (``class_count``); ``weights`` says what the ResNet learnt."""
-    return {
-        "name": name,
-        "platform": "ensemble",
-        "max_batch_size": IMAGE_MAX_BATCH,
-        "input": [image],
-        "output": [_tensor(names.PROBABILITIES, "TYPE_FP32", [NUM_CLASSES], label_filename=names.LABELS)],
-        "ensemble_scheduling": {
-            "step": [
-                *head,
-                _step(names.PREPROCESS, {names.IMAGE: pixels}, {names.INPUT: "preprocessed"}),
-                _step(arch, {names.INPUT: "preprocessed"}, {names.PROBABILITIES: names.PROBABILITIES}),
-            ]
-        },
-        "parameters": _parameters(weights=weights),
-    }
-
-
-def classify_config(arch: str, weights: str) -> dict[str, Any]:
-    """The public entry point: the file's bytes, decoded at the scale the model needs."""
-    decode = _step(names.DECODE_REDUCED, {names.IMAGE: names.IMAGE}, {names.PIXELS: "pixels"})
-    return _classify_ensemble(names.CLASSIFY, _ENCODED, [decode], "pixels", arch, weights)
-
-
-def classify_pixels_config(arch: str, weights: str) -> dict[str, Any]:
-    """For clients that already hold decoded BGR pixels."""
-    pixels = _tensor(names.IMAGE, "TYPE_UINT8", _PIXELS)
-    return _classify_ensemble(names.CLASSIFY_PIXELS, pixels, [], names.IMAGE, arch, weights)
-
-
-def _canny_inputs() -> list[dict[str, Any]]:
-    return [_tensor(name, dtype, [1], optional=True) for name, dtype in _CANNY_INPUTS.items()]
-
-
-def canny_config(threads: int) -> dict[str, Any]:
-    return {
-        "name": names.CANNY,
-        "backend": "onnxruntime",
-        "max_batch_size": IMAGE_MAX_BATCH,
-        "input": [_tensor(names.IMAGE, "TYPE_UINT8", _PIXELS), *_canny_inputs()],
-        "output": [_tensor(names.EDGE_MAP, "TYPE_UINT8", [-1, -1])],
-        "instance_group": [{"count": 2}],
-        "parameters": _parameters(intra_op_thread_count=threads),
-    }
-
-
-def edges_config() -> dict[str, Any]:
-    """The file's bytes, decoded at full resolution, then the edge detector."""
-    return {
-        "name": names.EDGES,
-        "platform": "ensemble",
-        "max_batch_size": IMAGE_MAX_BATCH,
-        "input": [_ENCODED, *_canny_inputs()],
-        "output": [_tensor(names.EDGE_MAP, "TYPE_UINT8", [-1, -1])],
-        "ensemble_scheduling": {
-            "step": [
-                _step(names.DECODE, {names.IMAGE: names.IMAGE}, {names.PIXELS: "pixels"}),
-                _step(
-                    names.CANNY,
-                    {names.IMAGE: "pixels", **{name: name for name in _CANNY_INPUTS}},
-                    {names.EDGE_MAP: names.EDGE_MAP},
-                ),
-            ]
-        },
-    }
-
-
-# The edge detector's parameter ranges (cv2.Canny's apertures; Gaussian sizes are odd): the gateway validates
-# them, the graph clamps whatever reaches it straight.
-APERTURE_SIZES = (3, 5, 7)
-MAX_BLUR = 31
-# Both cores for one 12 MP edge map at concurrency 1; two instances still let two requests overlap.
-CANNY_THREADS = 2
-
-
-def model_configs(arch: str, spec: PreprocessSpec, batching: Batching, weights: str) -> dict[str, dict[str, Any]]:
-    """Every model of the repository, by name."""
-    configs = [
-        decode_config(names.DECODE, min_side=0),
-        decode_config(names.DECODE_REDUCED, min_side=spec.resize),
-        preprocess_config(spec),
-        resnet_config(arch, spec, batching),
-        classify_config(arch, weights),
-        classify_pixels_config(arch, weights),
-        canny_config(CANNY_THREADS),
-        edges_config(),
-    ]
-    return {config["name"]: config for config in configs}
-
-
-def labelled_models(arch: str) -> list[str]:
-    """The models whose output names a ``label_filename``: Triton resolves it in each model's own folder."""
-    return [names.CLASSIFY, names.CLASSIFY_PIXELS, arch]

@@ -8,6 +8,11 @@ Public entry points (what gRPC clients call):
   -> ``PROBABILITIES``: for clients that already hold decoded arrays.
 - ``edges``: the file's bytes plus optional Canny parameters -> ``EDGES`` (``uint8 [1, H, W]``, 0 or 255).
 - ``canny``: the edge detector on decoded pixels (``uint8 [1, H, W, 3]`` BGR) with the same parameters.
+
+Every classifier answers ``MODEL_ID`` beside ``PROBABILITIES``: which version of its network ran, with which weights
+(``servables.classification.Identity``). Classifiers exported with ``python -m export classifier NAME`` follow the
+default's pattern under their own name: ``NAME`` (bytes), ``NAME_pixels`` (pixels), ``NAME_preprocess``,
+``NAME_network``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ PIXELS = "PIXELS"  # decode* -> preprocess / canny, inside the ensembles
 INPUT = "INPUT"  # the ResNet's normalised float32 [3, crop, crop]
 LOGITS = "LOGITS"
 PROBABILITIES = "PROBABILITIES"
+MODEL_ID = "MODEL_ID"  # STRING [1]: the network's version and weights, as its export wrote them into its graph
 EDGE_MAP = "EDGES"
 
 # The edge detector's optional parameters: cv2.Canny's names and defaults, plus the grayscale/blur option.

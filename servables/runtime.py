@@ -23,9 +23,12 @@ class MissingModelFile(FileNotFoundError):
 
 
 def materialise(repository: Path, target: Path, native_onnxruntime: bool, python_env: str | None) -> Path:
-    """Links to ``repository`` under ``target``, with configs rewritten where the server at hand needs it."""
+    """Links to ``repository`` under ``target``, with configs rewritten where the server at hand needs it. Models
+    already there stay as they are (``refresh`` follows their versions): run again, it adds models exported since."""
     target.mkdir(parents=True, exist_ok=True)
     for name, config in read_repository(repository).items():
+        if (target / name).exists():
+            continue
         source = repository / name
         run_onnx_in_python = config.backend == "onnxruntime" and not native_onnxruntime
         if config.backend != "python" and not run_onnx_in_python:

@@ -13,7 +13,7 @@ import pytest
 from launcher.process import on_free_ports
 from launcher.triton import TritonServer
 from tests.support.photos import load_photos
-from tests.support.stack import TEST_MODEL, TEST_REPOSITORY, Gateway, running_triton
+from tests.support.stack import TEST_MODEL, TEST_REPOSITORY, TEST_WEIGHTS, Gateway, running_triton
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,17 @@ def test_repository() -> Path:
     """The ResNet-18 repository the suite runs on (`make test` builds it; built here when missing)."""
     if not (TEST_REPOSITORY / TEST_MODEL / "1" / "model.onnx").is_file():
         subprocess.run(
-            [sys.executable, "-m", "export", "--model", TEST_MODEL, "--repository", str(TEST_REPOSITORY)],
+            [
+                sys.executable,
+                "-m",
+                "export",
+                "--model",
+                TEST_MODEL,
+                "--weights",
+                TEST_WEIGHTS,
+                "--repository",
+                str(TEST_REPOSITORY),
+            ],  # fmt: skip
             check=True,
         )
     return TEST_REPOSITORY

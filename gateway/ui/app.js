@@ -1,5 +1,5 @@
-// The "try it" page: one photo in, /v1/classify and /v1/edges out, side by side. Plain JS, no dependencies,
-// every URL relative so the page also works behind a path prefix.
+// The "try it" page: one photo in, the chosen classifier's answer and /v1/edges out, side by side. Plain JS, no
+// dependencies, every URL relative so the page also works behind a path prefix.
 
 const TOP_K = 5;
 const KEY_STORAGE = "tritonserve.apiKey";
@@ -8,7 +8,9 @@ const $ = (id) => document.getElementById(id);
 const fileInput = $("file");
 const dropzone = $("dropzone");
 const keyInput = $("api-key");
+const modelSelect = $("model-choice");
 const objectUrls = { photo: null, edges: null };
+let currentFile = null;
 
 function authHeaders() {
   const key = keyInput.value.trim();
@@ -92,7 +94,7 @@ function renderPredictions(body) {
       value.className = "probability";
       value.textContent = `${(prediction.probability * 100).toFixed(1)}%`;
       item.append(label, track, value);
-      item.title = `ImageNet class ${prediction.index}`;
+      item.title = `class ${prediction.index}`;
       return item;
     }),
   );
@@ -100,15 +102,17 @@ function renderPredictions(body) {
   $("model-version").textContent = body.model_version;
   const weights = typeof body.weights === "string" ? body.weights : null;
   $("weights").textContent = weights ?? "not reported";
+  // Each answer names the weights that produced it: the warning follows the answer, not the page's first one.
   $("weights-warning").hidden = !(weights && weights.startsWith("seed:"));
   $("photo-info").textContent = `${body.image.width}×${body.image.height} ${body.image.format}`;
 }
 
 async function classify(file) {
-  const { response, ms } = await post(`v1/classify?top_k=${TOP_K}`, file);
+  const { response, ms } = await post(`${modelSelect.value}?top_k=${TOP_K}`, file);
   if (!response.ok) throw await failure(response, "Classify");
   renderPredictions(await response.json());
   $("classify-latency").textContent = `classify ${formatMs(ms)}`;
+  $("predictions-card").hidden = false;
 }
 
 async function edges(file) {
@@ -116,6 +120,7 @@ async function edges(file) {
   if (!response.ok) throw await failure(response, "Edges");
   setObjectUrl("edges", $("edges"), await response.blob());
   $("edges-latency").textContent = `edges ${formatMs(ms)}`;
+  $("edges-figure").hidden = false;
 }
 
 function resetResult() {
@@ -124,10 +129,26 @@ function resetResult() {
   for (const id of ["model", "model-version", "weights"]) $(id).textContent = "–";
   $("weights-warning").hidden = true;
   setObjectUrl("edges", $("edges"), null);
+  // Each part shows once its answer lands: a failed call leaves no empty panel or broken image behind.
+  for (const id of ["edges-figure", "predictions-card"]) $(id).hidden = true;
+  $("photo").hidden = false;
+}
+
+// What the gateway answered about a call that failed, for the error box; a 401 opens the API-key field.
+function report(outcomes) {
+  const reasons = outcomes.filter((o) => o.status === "rejected").map((o) => o.reason);
+  // A network failure (gateway down) is a TypeError from fetch: say so in words.
+  showErrors(reasons.map((r) => (r instanceof ApiFailure ? r.message : `The gateway could not be reached (${r}).`)));
+  if (reasons.some((r) => r.status === 401)) {
+    $("key-panel").open = true;
+    keyInput.focus();
+  }
+  return reasons.length < outcomes.length;
 }
 
 async function analyse(file) {
   if (!file) return;
+  currentFile = file;
   showErrors([]);
   resetResult();
   setObjectUrl("photo", $("photo"), file);
@@ -136,14 +157,59 @@ async function analyse(file) {
   // Both calls at once, each shown when it lands; one failing does not hide the other.
   const outcomes = await Promise.allSettled([classify(file), edges(file)]);
   document.body.removeAttribute("aria-busy");
-  const reasons = outcomes.filter((o) => o.status === "rejected").map((o) => o.reason);
-  // A network failure (gateway down) is a TypeError from fetch: say so in words.
-  showErrors(reasons.map((r) => (r instanceof ApiFailure ? r.message : `The gateway could not be reached (${r}).`)));
-  if (reasons.some((r) => r.status === 401)) {
-    $("key-panel").open = true;
-    keyInput.focus();
-  }
+  // Nothing came back (not an image, say): only the error shows, not the file the browser cannot render.
+  $("result").hidden = !report(outcomes);
 }
+
+// The browser cannot show every format the gateway takes (TIFF, say): no broken-image icon, a word instead.
+$("photo").addEventListener("error", () => {
+  if (!$("photo").getAttribute("src")) return;
+  $("photo").hidden = true;
+  $("photo-info").textContent = "this browser cannot display it";
+});
+
+// The classifiers Triton serves (GET /v1/models), the default one first chosen; the default route if none is listed.
+async function loadModels() {
+  let classifiers = [];
+  try {
+    const response = await fetch("v1/models", { headers: authHeaders() });
+    if (response.ok) {
+      classifiers = (await response.json()).models.filter((m) => m.kind === "classification" && m.about);
+    }
+  } catch {
+    // The gateway is unreachable: readiness says so; the default route stays.
+  }
+  if (classifiers.length === 0) return;
+  const chosen = modelSelect.value;
+  modelSelect.replaceChildren(
+    ...classifiers.map((model) => {
+      const option = new Option(model.about.default ? `${model.name} (default)` : model.name);
+      // Relative, for a gateway behind a path prefix; the default classifier's own route is /v1/classify.
+      option.value = model.about.default ? "v1/classify" : model.about.route.replace(/^\//, "");
+      option.dataset.about = describe(model.about);
+      option.selected = option.value === chosen;
+      return option;
+    }),
+  );
+  showModel();
+}
+
+function describe(about) {
+  const p = about.preprocessing;
+  return `${about.labels} labels · resize ${p.resize} ${p.interpolation}, crop ${p.crop}`;
+}
+
+function showModel() {
+  $("model-about").textContent = modelSelect.selectedOptions[0]?.dataset.about || "";
+}
+
+modelSelect.addEventListener("change", async () => {
+  showModel();
+  if (!currentFile || $("result").hidden) return;
+  showErrors([]);
+  $("predictions-card").hidden = true;
+  report(await Promise.allSettled([classify(currentFile)]));
+});
 
 async function checkReadiness() {
   const details = $("readiness");
@@ -177,6 +243,7 @@ keyInput.addEventListener("input", () => {
   else localStorage.removeItem(KEY_STORAGE);
   showKeyState();
 });
+keyInput.addEventListener("change", loadModels);
 // The key is saved as it is typed; Enter in the field must not reload the page.
 $("key-form").addEventListener("submit", (event) => event.preventDefault());
 $("key-clear").addEventListener("click", () => {
@@ -206,3 +273,4 @@ document.addEventListener("paste", (event) => {
 });
 
 checkReadiness();
+loadModels();

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import json_format
 
 from bench.variants import MissingExport, batching_of, bench_repository, resnet_variant, sweep_repository
-from servables.configs import model_configs
+from servables.default import model_configs
 from servables.names import CLASSIFY
 from servables.repository import read_config, write_configs
 from servables.specs import Batching, PreprocessSpec
@@ -45,9 +45,9 @@ def test_bench_repository_links_the_export_and_adds_an_unbatched_twin(test_repos
 
 def test_batching_settings_survive_a_write_and_a_read(tmp_path: Path) -> None:
     batching = Batching(max_batch_size=64, max_queue_delay_us=500, preferred_batch_sizes=(4, 8), instances=2)
-    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), batching, "seed:0"))
+    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), batching))
     assert batching_of(tmp_path / "resnet50") == batching
-    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), Batching(enabled=False), "seed:0"))
+    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), Batching(enabled=False)))
     assert batching_of(tmp_path / "resnet50") == Batching(enabled=False)
 
 

@@ -16,8 +16,8 @@ import torch
 import tritonclient.grpc as grpcclient
 from PIL import Image
 
+from export.network import Classifier, load_backbone
 from export.preprocess import reference_preprocess
-from export.resnet import Classifier, load_backbone
 from launcher.process import free_ports
 from launcher.triton import TritonServer
 from servables import names

@@ -17,12 +17,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
+from export.network import Classifier, load_backbone
 from export.preprocess import reference_preprocess
-from export.resnet import Classifier, load_backbone
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonError, TritonServer
-from servables import names
-from servables.configs import resnet_config
+from servables import default, names
 from servables.repository import write_configs
 from servables.specs import Batching, PreprocessSpec
 from tests.support.figures import FIGURES, Beside
@@ -129,7 +128,7 @@ SMALL_QUEUE = Batching(max_batch_size=4, max_queue_size=8)
 def small_queue_triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """The same ResNet with a queue of 8 and batches of 4, so a burst overflows it deterministically."""
     repository = tmp_path_factory.mktemp("small-queue")
-    config = resnet_config(TEST_MODEL, PreprocessSpec(), SMALL_QUEUE)
+    config = default.classifier(TEST_MODEL, PreprocessSpec()).network_config(SMALL_QUEUE)
     write_configs(repository, {TEST_MODEL: config})
     for name in ("1/model.onnx", "labels.txt"):
         (repository / TEST_MODEL / name).symlink_to(test_repository / TEST_MODEL / name)

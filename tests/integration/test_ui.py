@@ -141,6 +141,8 @@ def test_page_shows_api_errors_readably(page: Page, gateway: Gateway, tmp_path: 
     expect(errors.first).to_have_text(f"Classify failed with 415 {error['code']}: {error['message'].rstrip('.')}.")
     expect(errors.last).to_have_text(f"Edges failed with 415 {error['code']}: {error['message'].rstrip('.')}.")
     expect(page.locator("#predictions li")).to_have_count(0)
+    # Only the errors: no broken image of the file, no empty (black) edge panel.
+    expect(page.locator("#result")).to_be_hidden()
 
 
 def test_page_sends_the_api_key_it_keeps(page: Page, keyed: Gateway, photo: Path) -> None:
@@ -148,7 +150,7 @@ def test_page_sends_the_api_key_it_keeps(page: Page, keyed: Gateway, photo: Path
     sent: list[str | None] = []
 
     def keep_authorization(request: Request) -> None:
-        if "/v1/" in request.url:
+        if "/v1/classify" in request.url or "/v1/edges" in request.url:
             sent.append(request.headers.get("authorization"))
 
     page.on("request", keep_authorization)

@@ -1,8 +1,10 @@
 """A new ResNet version goes live without a restart and without a failed request: export it beside the served one,
-load it through the gateway's admin route, pin requests to each version, drop the old one, all under load."""
+load it through the gateway's admin route, pin requests to each version, drop the old one, all under load; every
+answer names the version and weights that produced it, and its classes are that version's."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import subprocess
@@ -19,13 +21,14 @@ import pytest
 
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
-from servables import configs, names
+from servables import default, names
 from servables import repository as repo
 from servables.specs import Batching, PreprocessSpec
 from tests.support.figures import FIGURES
 from tests.support.stack import TEST_MODEL, Gateway
 
 CLIENTS = 4
+SEED_0, SEED_1 = (f"seed:{n} (random init: predictions are meaningless)" for n in (0, 1))
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,7 @@ def repository(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) 
     """A copy of the test repository, configs regenerated from today's code (version policy, warmup)."""
     copy = tmp_path_factory.mktemp("versions") / "repository"
     shutil.copytree(test_repository, copy)
-    weights = repo.weights_of(repo.read_config(copy / names.CLASSIFY / repo.CONFIG_FILE))
-    model_configs = configs.model_configs(TEST_MODEL, PreprocessSpec(), Batching(), weights)
+    model_configs = default.model_configs(TEST_MODEL, PreprocessSpec(), Batching())
     repo.write_configs(copy, model_configs)
     repo.write_python_models(copy, model_configs)
     return copy
@@ -49,12 +51,14 @@ def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @dataclass
 class Load:
-    """Clients classifying back to back until stopped; every answer's status, latency and version kept."""
+    """Clients classifying back to back until stopped; every answer's status and latency kept, and what it says
+    ran: the version, the weights and the classes."""
 
     url: str
     body: bytes
     stop: threading.Event = field(default_factory=threading.Event)
     answers: list[tuple[int, float, str]] = field(default_factory=list)
+    claims: list[tuple[str, str, str]] = field(default_factory=list)  # version, weights, predictions (as JSON)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> None:
@@ -62,9 +66,13 @@ class Load:
             while not self.stop.is_set():
                 response = client.post(f"{self.url}/v1/classify", content=self.body,
                                        headers={"content-type": "image/jpeg"})  # fmt: skip
-                version = response.json().get("model_version", "") if response.status_code == 200 else ""
+                answer = response.json() if response.status_code == 200 else {}
+                version = answer.get("model_version", "")
                 with self.lock:
                     self.answers.append((response.status_code, response.elapsed.total_seconds(), version))
+                    if answer:
+                        claim = version, answer["weights"], json.dumps(answer["predictions"])
+                        self.claims.append(claim)
 
 
 def _ready_versions(gateway: Gateway, model: str) -> list[str]:
@@ -90,7 +98,7 @@ def test_version_swap_under_load(
     body = cv2.imencode(".jpg", photos["chelsea"])[1].tobytes()
     assert _ready_versions(gateway, TEST_MODEL) == ["1"]
     before = _classify(gateway, body, "1").json()
-    assert (before["model"], before["model_version"]) == (TEST_MODEL, "1")
+    assert (before["model"], before["model_version"], before["weights"]) == (names.CLASSIFY, "1", SEED_0)
 
     load = Load(gateway.url, body)
     clients = [threading.Thread(target=load.run) for _ in range(CLIENTS)]
@@ -110,7 +118,8 @@ def test_version_swap_under_load(
 
         one, two = _classify(gateway, body, "1").json(), _classify(gateway, body, "2").json()
         latest = _classify(gateway, body).json()
-        assert (one["model_version"], two["model_version"]) == ("1", "2")
+        assert (one["model_version"], two["model_version"], latest["model_version"]) == ("1", "2", "2")
+        assert (one["weights"], two["weights"], latest["weights"]) == (SEED_0, SEED_1, SEED_1)
         assert one["predictions"] == before["predictions"]  # version 1 is still the same network
         assert two["predictions"] != one["predictions"]
         assert latest["predictions"] == two["predictions"]  # the ensemble follows the latest version
@@ -120,7 +129,8 @@ def test_version_swap_under_load(
         assert dropped.status_code == 200, dropped.text
         assert _ready_versions(gateway, TEST_MODEL) == ["2"]
         gone = _classify(gateway, body, "1")
-        assert gone.status_code == 503 and gone.json()["error"]["code"] == "model_version_unavailable"
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_version_not_found"
+        assert "retry-after" not in gone.headers  # not served is not coming back by itself
         assert _classify(gateway, body).json()["predictions"] == two["predictions"]
     finally:
         load.stop.set()
@@ -135,8 +145,12 @@ def test_version_swap_under_load(
     FIGURES["version swap: p50 / p99 latency (s)"] = (
         f"{statistics.median(latencies):.3f} / {latencies[int(0.99 * (len(latencies) - 1))]:.3f}"
     )
-    FIGURES["version swap: unpinned answers by ensemble version"] = {
+    FIGURES["version swap: unpinned answers by the version they name"] = {
         v: sum(1 for *_, version in load.answers if version == v) for v in sorted({a[2] for a in load.answers})
     }
     assert failures == 0, sorted(set(statuses))
     assert len(statuses) > CLIENTS
+    # Every answer under the swap says what produced it, truly: each version's weights, and that version's classes.
+    ran = {"1": (SEED_0, json.dumps(one["predictions"])), "2": (SEED_1, json.dumps(two["predictions"]))}
+    assert {version for version, *_ in load.claims} == {"1", "2"}
+    assert all((weights, predictions) == ran[version] for version, weights, predictions in load.claims)

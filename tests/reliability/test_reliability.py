@@ -19,9 +19,9 @@ import tritonclient.grpc as grpcclient
 
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
-from servables.configs import resnet_config
+from servables import default
 from servables.repository import write_configs
-from servables.specs import Batching, PreprocessSpec
+from servables.specs import Batching
 from tests.support.figures import FIGURES, Beside, PeakRss, hold_rss, rss_mib
 from tests.support.hostile import corpus, unusual_but_valid
 from tests.support.probe import Probe
@@ -185,7 +185,8 @@ def _small_queue_repository(test_repository: Path, target: Path) -> Path:
         if model.is_dir() and model.name != TEST_MODEL:
             (target / model.name).symlink_to(model, target_is_directory=True)
     write_configs(
-        target, {TEST_MODEL: resnet_config(TEST_MODEL, PreprocessSpec(), Batching(max_batch_size=8, max_queue_size=8))}
+        target,
+        {TEST_MODEL: default.classifier(TEST_MODEL).network_config(Batching(max_batch_size=8, max_queue_size=8))},
     )
     for name in ("1/model.onnx", "labels.txt"):
         (target / TEST_MODEL / name).symlink_to(test_repository / TEST_MODEL / name)

@@ -7,11 +7,17 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as triton
-from tritonclient.grpc import service_pb2
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2, service_pb2
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
-from servables import names
+from servables import default, names
+from servables.classification import Identity
+from servables.specs import Batching, PreprocessSpec
 from tests.support.stack import TEST_MODEL
+
+# The configs the test repository's models have: what the gateway reads of a model (its kind, its steps).
+CONFIGS = default.model_configs(TEST_MODEL, PreprocessSpec(), Batching())
 
 
 class FakeTriton:
@@ -25,17 +31,22 @@ class FakeTriton:
         self.sent.append((model_name, {t.name(): _array(t) for t in inputs}))
         if self.error is not None:
             raise self.error
-        response = service_pb2.ModelInferResponse(model_name=model_name, model_version="3")
+        response = service_pb2.ModelInferResponse(model_name=model_name, model_version="1")
         entries = np.array([b"0.75:281:tabby", b"0.25:282:tiger cat"], dtype=np.object_)
-        response.outputs.add(name=names.PROBABILITIES, datatype="BYTES", shape=[1, 2])
-        response.raw_output_contents.append(serialize_byte_tensor(entries).item())
+        identity = np.array([Identity("3", "imagenet:IMAGENET1K_V1").encode().encode()], dtype=np.object_)
+        for name, tensor in ((names.PROBABILITIES, entries), (names.MODEL_ID, identity)):
+            response.outputs.add(name=name, datatype="BYTES", shape=[1, len(tensor)])
+            response.raw_output_contents.append(serialize_byte_tensor(tensor).item())
         return triton.InferResult(response)
 
     async def get_model_config(self, model_name: str, **options: Any) -> Any:
-        config = service_pb2.ModelConfigResponse()
-        config.config.name = model_name
-        config.config.parameters["weights"].string_value = "imagenet:IMAGENET1K_V1"
-        return config
+        if model_name not in CONFIGS:
+            raise InferenceServerException(
+                f"Request for unknown model: '{model_name}' is not found", "StatusCode.NOT_FOUND"
+            )
+        answer = service_pb2.ModelConfigResponse()
+        answer.config.CopyFrom(json_format.ParseDict(CONFIGS[model_name], model_config_pb2.ModelConfig()))
+        return answer
 
     async def is_server_ready(self, **options: Any) -> bool:
         return True

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from export.__main__ import DEFAULT_REPOSITORY, parse_args
+from export.network import Classifier, check_parity, class_names, export_onnx, load_backbone
 from export.preprocess import (
     MAX_LEVEL_DIFF,
     PARITY_SIZES,
@@ -17,10 +18,9 @@ from export.preprocess import (
     check_preprocess_parity,
     reference_preprocess,
 )
-from export.resnet import Classifier, check_parity, class_names, export_onnx, load_backbone
-from export.weights import describe
-from servables import configs, names, specs
+from servables import default, names, specs
 from servables import repository as repo
+from servables.classification import Served
 from servables.specs import PreprocessSpec
 
 
@@ -137,7 +137,7 @@ def test_weights_seed_pth_and_s3_load_the_same_network(tmp_path: Path) -> None:
         ("resnet18", "seed:x", "seed:<integer>"),
         ("resnet18", "/nonexistent.pth", "existing .pth"),
         ("resnet18", "s3://bucket-only", "s3://bucket/key"),
-        ("vgg16", "seed:0", "unknown architecture"),
+        ("resnet_18", "seed:0", "did you mean resnet18"),
     ],
 )
 def test_bad_weight_specs_fail_clearly(arch: str, weights: str, error: str) -> None:
@@ -148,8 +148,8 @@ def test_bad_weight_specs_fail_clearly(arch: str, weights: str, error: str) -> N
 def test_committed_configs_have_not_drifted(tmp_path: Path) -> None:
     """The committed configs are exactly what `python -m export` writes with its defaults."""
     args = parse_args([])
-    spec = PreprocessSpec(args.resize, args.crop, args.mean, args.std)
-    model_configs = configs.model_configs(args.model, spec, specs.Batching(), describe(args.model, args.weights))
+    spec = PreprocessSpec(args.resize, args.crop, args.mean, args.std, args.interpolation)
+    model_configs = default.model_configs(args.model, spec, specs.Batching())
     repo.write_configs(tmp_path, model_configs)
     committed = sorted(p.relative_to(DEFAULT_REPOSITORY) for p in DEFAULT_REPOSITORY.glob("*/config.pbtxt"))
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.glob("*/config.pbtxt"))
@@ -178,7 +178,16 @@ def test_committed_configs_describe_the_serving_design() -> None:
     assert [list(t.dims) for t in classify.input] == [[-1]] == [list(t.dims) for t in repository[names.EDGES].input[:1]]
     assert [list(t.dims) for t in repository[names.CLASSIFY_PIXELS].input] == [[-1, -1, 3]]
     assert classify.output[0].label_filename == names.LABELS
-    assert repo.weights_of(classify).startswith("seed:0")
+    # Which weights answered is no config's business (it is chosen at export): each answer says it (MODEL_ID).
+    assert [t.name for t in classify.output] == [names.PROBABILITIES, names.MODEL_ID]
+    assert "weights" not in classify.parameters and all("weights" not in c.parameters for c in repository.values())
+    served = Served.of(classify)
+    assert served is not None and (served.network, served.pixels, served.classes) == (
+        "resnet50",
+        names.CLASSIFY_PIXELS,
+        1000,
+    )
+    assert served.spec == PreprocessSpec()
     assert [s.model_name for s in repository[names.EDGES].ensemble_scheduling.step] == [names.DECODE, names.CANNY]
     decode = repository[names.DECODE_REDUCED]
     assert decode.backend == "python" and decode.parameters["min_side"].string_value == "256"

@@ -88,7 +88,7 @@ def test_auto_takes_imagenet_when_cached(offline_torch_home: Path) -> None:
     state = get_model("resnet18", weights=None).state_dict()
     torch.save(state, cached)
     assert weights.resolve("resnet18", "auto") == "imagenet"
-    from export.resnet import load_backbone
+    from export.network import load_backbone
 
     assert torch.equal(load_backbone("resnet18", "imagenet").state_dict()["fc.weight"], state["fc.weight"])
 
