@@ -39,7 +39,7 @@ def export_all(args: argparse.Namespace, spec: PreprocessSpec, batching: Batchin
     with steps.step("building the edge detector"):
         edges = build_edges_model(opset=args.opset)
     with steps.step(f"writing the Triton repository to {args.repository}"):
-        models = {names.PREPROCESS: preprocess, args.model: resnet, names.CANNY: edges}
+        models = {names.PREPROCESS: preprocess, args.model: resnet, names.CANNY_GRAPH: edges}
         for name, proto in models.items():
             folder = args.repository / name / repository.VERSION
             folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imaging.limits import Limits
+from imaging.limits import MAX_IMAGE_BYTES, Limits
 from servables import names
 from servables.specs import Batching, PreprocessSpec
 
@@ -35,6 +35,13 @@ def _warmup(tensor: str, dtype: str, dims: list[int], **data: bool) -> dict[str,
 
 _ENCODED = _tensor(names.IMAGE, "TYPE_UINT8", [-1])
 _PIXELS = [-1, -1, 3]
+# Under this much free /dev/shm (where the python backend moves every tensor) the decode step answers UNAVAILABLE,
+# which also turns the gateway's readiness red: the backend would fail halfway through growing its regions.
+MIN_FREE_SHARED_MEMORY_BYTES = 16 * 1024 * 1024
+# For the models whose input size the client picks, the local runtime's runner: after a run on more than a 16 MP
+# photo's pixels, ONNX Runtime's CPU arena gives back what it grew for it (3.1 GB per instance at 40 MP, else kept
+# for good). Triton's onnxruntime backend ignores it (its memory.enable_memory_arena_shrinkage acts on every run).
+_SHRINK_ARENA = {"arena_shrinkage_above_bytes": 16_000_000 * 3}
 _CANNY_INPUTS = {
     names.LOW: "TYPE_FP32",
     names.HIGH: "TYPE_FP32",
@@ -43,6 +50,7 @@ _CANNY_INPUTS = {
     names.GRAY: "TYPE_BOOL",
     names.BLUR: "TYPE_INT32",
 }
+_CANNY_PASSED = {name: name for name in _CANNY_INPUTS}  # an ensemble step's map of the parameters, as they came
 
 
 def decode_config(name: str, min_side: int) -> dict[str, Any]:
@@ -60,6 +68,8 @@ def decode_config(name: str, min_side: int) -> dict[str, Any]:
         "dynamic_batching": {"max_queue_delay_microseconds": 0},
         "parameters": _parameters(
             min_side=min_side,
+            max_image_bytes=MAX_IMAGE_BYTES,
+            min_free_shared_memory_bytes=MIN_FREE_SHARED_MEMORY_BYTES,
             max_image_pixels=Limits.max_pixels,
             min_image_side=Limits.min_side,
             max_aspect_ratio=Limits.max_aspect_ratio,
@@ -76,7 +86,7 @@ def preprocess_config(spec: PreprocessSpec) -> dict[str, Any]:
         "output": [_tensor(names.INPUT, "TYPE_FP32", [3, spec.crop, spec.crop])],
         "instance_group": [{"count": 2}],
         # Honoured by Triton's onnxruntime backend and by the local runtime's runner alike.
-        "parameters": _parameters(intra_op_thread_count=1),
+        "parameters": _parameters(intra_op_thread_count=1, **_SHRINK_ARENA),
         # A photo-sized input whose shorter side is already the resize target: the size classify feeds it.
         "model_warmup": [_warmup(names.IMAGE, "TYPE_UINT8", [spec.resize, spec.resize, 3], random_data=True)],
     }
@@ -145,24 +155,71 @@ def classify_config(arch: str, weights: str) -> dict[str, Any]:
 
 
 def classify_pixels_config(arch: str, weights: str) -> dict[str, Any]:
-    """For clients that already hold decoded BGR pixels."""
+    """For clients that already hold decoded BGR pixels: held to the upload rules first."""
     pixels = _tensor(names.IMAGE, "TYPE_UINT8", _PIXELS)
-    return _classify_ensemble(names.CLASSIFY_PIXELS, pixels, [], names.IMAGE, arch, weights)
+    check = _step(names.CHECK_PIXELS, {names.IMAGE: names.IMAGE}, {names.PIXELS: "pixels"})
+    return _classify_ensemble(names.CLASSIFY_PIXELS, pixels, [check], "pixels", arch, weights)
 
 
 def _canny_inputs() -> list[dict[str, Any]]:
     return [_tensor(name, dtype, [1], optional=True) for name, dtype in _CANNY_INPUTS.items()]
 
 
-def canny_config(threads: int) -> dict[str, Any]:
+def check_pixels_config() -> dict[str, Any]:
+    """Decoded pixels -> the same pixels, once they and any Canny parameters hold to the rules: the head of the
+    raw-pixel entry points, where no decode step enforces the upload rules and the ONNX graphs cannot refuse."""
     return {
-        "name": names.CANNY,
+        "name": names.CHECK_PIXELS,
+        "backend": "python",
+        "max_batch_size": IMAGE_MAX_BATCH,
+        "input": [{**_tensor(names.IMAGE, "TYPE_UINT8", _PIXELS), "allow_ragged_batch": True}, *_canny_inputs()],
+        "output": [_tensor(names.PIXELS, "TYPE_UINT8", _PIXELS)],
+        # It reads shapes and a few numbers: one instance, on the CPU, takes whatever the batcher hands over.
+        "instance_group": [{"count": 1, "kind": "KIND_CPU"}],
+        "dynamic_batching": {"max_queue_delay_microseconds": 0},
+        "parameters": _parameters(
+            max_image_pixels=Limits.max_pixels,
+            min_image_side=Limits.min_side,
+            max_aspect_ratio=Limits.max_aspect_ratio,
+            aperture_sizes=",".join(map(str, APERTURE_SIZES)),
+            max_blur=MAX_BLUR,
+            max_threshold=MAX_THRESHOLD,
+        ),
+    }
+
+
+def canny_graph_config(threads: int) -> dict[str, Any]:
+    return {
+        "name": names.CANNY_GRAPH,
         "backend": "onnxruntime",
         "max_batch_size": IMAGE_MAX_BATCH,
         "input": [_tensor(names.IMAGE, "TYPE_UINT8", _PIXELS), *_canny_inputs()],
         "output": [_tensor(names.EDGE_MAP, "TYPE_UINT8", [-1, -1])],
         "instance_group": [{"count": 2}],
-        "parameters": _parameters(intra_op_thread_count=threads),
+        "parameters": _parameters(intra_op_thread_count=threads, **_SHRINK_ARENA),
+    }
+
+
+def _edge_detector(pixels: str) -> dict[str, Any]:
+    """The step that runs the graph on the ensemble tensor ``pixels`` with the request's Canny parameters."""
+    return _step(
+        names.CANNY_GRAPH,
+        {names.IMAGE: pixels, **_CANNY_PASSED},
+        {names.EDGE_MAP: names.EDGE_MAP},
+    )
+
+
+def canny_config() -> dict[str, Any]:
+    """For clients that already hold decoded BGR pixels: held to the upload rules, and the parameters to their
+    ranges, first."""
+    check = _step(names.CHECK_PIXELS, {names.IMAGE: names.IMAGE, **_CANNY_PASSED}, {names.PIXELS: "pixels"})
+    return {
+        "name": names.CANNY,
+        "platform": "ensemble",
+        "max_batch_size": IMAGE_MAX_BATCH,
+        "input": [_tensor(names.IMAGE, "TYPE_UINT8", _PIXELS), *_canny_inputs()],
+        "output": [_tensor(names.EDGE_MAP, "TYPE_UINT8", [-1, -1])],
+        "ensemble_scheduling": {"step": [check, _edge_detector("pixels")]},
     }
 
 
@@ -177,20 +234,17 @@ def edges_config() -> dict[str, Any]:
         "ensemble_scheduling": {
             "step": [
                 _step(names.DECODE, {names.IMAGE: names.IMAGE}, {names.PIXELS: "pixels"}),
-                _step(
-                    names.CANNY,
-                    {names.IMAGE: "pixels", **{name: name for name in _CANNY_INPUTS}},
-                    {names.EDGE_MAP: names.EDGE_MAP},
-                ),
+                _edge_detector("pixels"),
             ]
         },
     }
 
 
 # The edge detector's parameter ranges (cv2.Canny's apertures; Gaussian sizes are odd): the gateway validates
-# them, the graph clamps whatever reaches it straight.
+# them, and check_pixels for the raw-pixel entry point; the graph clamps whatever reaches it straight.
 APERTURE_SIZES = (3, 5, 7)
 MAX_BLUR = 31
+MAX_THRESHOLD = 10_000
 # Both cores for one 12 MP edge map at concurrency 1; two instances still let two requests overlap.
 CANNY_THREADS = 2
 
@@ -204,7 +258,9 @@ def model_configs(arch: str, spec: PreprocessSpec, batching: Batching, weights: 
         resnet_config(arch, spec, batching),
         classify_config(arch, weights),
         classify_pixels_config(arch, weights),
-        canny_config(CANNY_THREADS),
+        check_pixels_config(),
+        canny_graph_config(CANNY_THREADS),
+        canny_config(),
         edges_config(),
     ]
     return {config["name"]: config for config in configs}

@@ -8,6 +8,9 @@ Public entry points (what gRPC clients call):
   -> ``PROBABILITIES``: for clients that already hold decoded arrays.
 - ``edges``: the file's bytes plus optional Canny parameters -> ``EDGES`` (``uint8 [1, H, W]``, 0 or 255).
 - ``canny``: the edge detector on decoded pixels (``uint8 [1, H, W, 3]`` BGR) with the same parameters.
+
+The raw-pixel entry points are ensembles headed by ``check_pixels``, which refuses what the upload rules refuse
+(and, for ``canny``, parameters out of range) before any work: the ONNX graphs cannot refuse anything.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ CLASSIFY = "classify"
 CLASSIFY_PIXELS = "classify_pixels"
 EDGES = "edges"
 CANNY = "canny"
+CANNY_GRAPH = "canny_graph"  # the edge detector's ONNX graph, behind ``canny`` and ``edges``
+CHECK_PIXELS = "check_pixels"  # decoded pixels -> the same pixels, once the upload rules and parameters hold
 DECODE = "decode"  # encoded bytes -> full-resolution BGR pixels (the edge detector's input)
 DECODE_REDUCED = "decode_reduced"  # encoded bytes -> BGR pixels at the smallest scale the classifier needs
 PREPROCESS = "preprocess"

@@ -69,7 +69,7 @@ def write_labels(repository: Path, models: list[str], labels: list[str]) -> list
 
 # The python-backend models' sources, in this package: ``write_python_models`` copies each into its model.
 PYTHON_MODELS = Path(__file__).with_name("python_models")
-PYTHON_SOURCES = {names.DECODE: "decode.py", names.DECODE_REDUCED: "decode.py"}
+PYTHON_SOURCES = {names.DECODE: "decode.py", names.DECODE_REDUCED: "decode.py", names.CHECK_PIXELS: "check_pixels.py"}
 
 
 def write_python_models(repository: Path, configs: dict[str, dict[str, Any]]) -> list[Path]:
