@@ -10,6 +10,7 @@ class Problem(StrEnum):
     """Stable machine codes: the gateway answers them as its error codes, Triton as its message prefix."""
 
     EMPTY = "empty_image"
+    TOO_MANY_BYTES = "payload_too_large"  # the file itself, over the byte limit
     UNSUPPORTED = "unsupported_image"
     CORRUPT = "corrupt_image"
     ANIMATED = "animated_image"

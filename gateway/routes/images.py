@@ -60,6 +60,7 @@ _ERRORS = error_responses(
     Error.TRITON_QUEUE_FULL,
     Error.TRITON_ERROR,
     Error.TRITON_UNAVAILABLE,
+    Error.TRITON_SHARED_MEMORY_FULL,
     Error.CANCELLED,
     Error.DEADLINE_EXCEEDED,
 )
