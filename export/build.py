@@ -142,7 +142,7 @@ def export_all(args: argparse.Namespace, spec: PreprocessSpec, batching: Batchin
     with steps.step(f"writing the Triton repository to {args.repository}"):
         configs = write_classifier(args.repository, default.classifier(args.model, spec), batching, network, preprocess)
         detector = edges.configs()
-        write_models(args.repository, detector, {names.CANNY: canny}, {})
+        write_models(args.repository, detector, {names.CANNY_GRAPH: canny}, {})
     summary(args.repository, steps, configs | detector, network, [preprocess_check])
     return 0
 

@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from servables.edges import MAX_BLUR  # larger sizes are clamped to it; even ones act as the next odd
+from servables.configs import MAX_BLUR  # larger sizes are clamped to it; even ones act as the next odd
 from servables.names import APERTURE_SIZE, BLUR, EDGE_MAP, GRAY, HIGH, IMAGE, L2_GRADIENT, LOW
 
 DEFAULT_LOW = 100.0

@@ -54,7 +54,7 @@ class Error(Enum):
     WRITE_CONFLICT = "write_conflict", 409, "lost too many races for this item; retry after `Retry-After` seconds"
     MODEL_CONTROL_FAILED = "model_control_failed", 409, "Triton refused the load or unload (its message says why)"
     PRECONDITION_FAILED = "precondition_failed", 412, "`If-Match` does not name the item's current version"
-    PAYLOAD_TOO_LARGE = "payload_too_large", 413, "the body is over the byte limit (enforced while it streams)"
+    PAYLOAD_TOO_LARGE = Problem.TOO_MANY_BYTES.value, 413, "the body is over the byte limit (enforced while it streams)"
     IMAGE_TOO_LARGE = Problem.TOO_LARGE.value, 413, "the image is over the pixel limit (read from its header)"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "the Content-Type is not one the route takes"
     UNSUPPORTED_IMAGE = Problem.UNSUPPORTED.value, 415, "not an image, or a format the route does not take"
@@ -82,6 +82,11 @@ class Error(Enum):
     INTERNAL = "internal", 500, "an unexpected error (logged with the request id)"
     TRITON_ERROR = "triton_error", 502, "Triton answered with an unexpected error"
     TRITON_UNAVAILABLE = "triton_unavailable", 503, "Triton is unavailable; retry after `Retry-After` seconds"
+    TRITON_SHARED_MEMORY_FULL = (
+        "triton_shared_memory_full",
+        503,
+        "Triton's shared memory (/dev/shm) is full; retry after `Retry-After` seconds (readiness says so meanwhile)",
+    )
     CANCELLED = "cancelled", 503, "the call to Triton was cancelled; retry after `Retry-After` seconds"
     STORE_UNAVAILABLE = "store_unavailable", 503, "the item store is unavailable; retry after `Retry-After` seconds"
     DEADLINE_EXCEEDED = "deadline_exceeded", 504, "Triton did not answer within the deadline"

@@ -269,6 +269,8 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
         return ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
     if "maximum queue size" in message:
         return ApiError(Error.TRITON_QUEUE_FULL, "Triton's queue is full; retry shortly", retry)
+    if "No space left on device" in message:  # /dev/shm: the decode step's refusal, or the python backend's failure
+        return ApiError(Error.TRITON_SHARED_MEMORY_FULL, f"Triton is out of shared memory: {message}", retry)
     if "unknown model" in message and "version" in message:  # a pinned version that is not (or no longer) served
         return ApiError(Error.MODEL_VERSION_NOT_FOUND, f"Triton does not serve it (GET /v1/models lists the versions "
                         f"it serves): {message}")  # fmt: skip

@@ -13,6 +13,7 @@ class Problem(str, Enum):
     image's Python 3.10, and a member formats as its code on both."""
 
     EMPTY = "empty_image"
+    TOO_MANY_BYTES = "payload_too_large"  # the file itself, over the byte limit
     UNSUPPORTED = "unsupported_image"
     CORRUPT = "corrupt_image"
     ANIMATED = "animated_image"

@@ -87,7 +87,7 @@ def read_header(data: bytes, limits: Limits) -> Header:
     if animated:
         raise ImageError(Problem.ANIMATED, "animated or multi-frame images are not supported")
     header = Header("JPEG" if kind == "MPO" else kind, width, height, orientation)
-    _check_size(header, limits)
+    check_size(header.width, header.height, limits)
     return header
 
 
@@ -106,22 +106,19 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _check_size(header: Header, limits: Limits) -> None:
-    if header.pixels > limits.max_pixels:
+def check_size(width: int, height: int, limits: Limits) -> None:
+    """The size rules, for a header or for pixels sent decoded (Triton's raw-pixel entry points)."""
+    if width * height > limits.max_pixels:
         raise ImageError(
             Problem.TOO_LARGE,
-            f"{header.width}x{header.height} = {header.pixels:,} pixels is over the limit of {limits.max_pixels:,}"
-            " pixels",
+            f"{width}x{height} = {width * height:,} pixels is over the limit of {limits.max_pixels:,} pixels",
         )
-    short, long = sorted((header.width, header.height))
+    short, long = sorted((width, height))
     if short < limits.min_side:
-        raise ImageError(
-            Problem.TOO_SMALL, f"{header.width}x{header.height}: each side must be at least {limits.min_side} px"
-        )
+        raise ImageError(Problem.TOO_SMALL, f"{width}x{height}: each side must be at least {limits.min_side} px")
     if long / short > limits.max_aspect_ratio:
         raise ImageError(
-            Problem.BAD_ASPECT_RATIO,
-            f"{header.width}x{header.height}: aspect ratios above {limits.max_aspect_ratio:g} are refused",
+            Problem.BAD_ASPECT_RATIO, f"{width}x{height}: aspect ratios above {limits.max_aspect_ratio:g} are refused"
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # an encoded file: what the gateway's body limit admits by default
 MAX_IMAGE_PIXELS = 40_000_000
 MIN_IMAGE_SIDE = 8
 MAX_ASPECT_RATIO = 20.0

@@ -162,6 +162,10 @@ class TritonServer:
             # Its own name for the python backend's shared-memory regions, so stop() can remove what a killed
             # Triton leaves in /dev/shm (1-2 MB per stub, memory that is never given back otherwise).
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+            # No pooled gRPC request objects: each keeps the largest message it ever parsed (Triton's own memory
+            # 11 -> 964 MiB, for good, after files of 100 and 300 MB sent straight to it; 11 -> 178 MiB without the
+            # pool). Allocating one per request costs nothing measurable.
+            "--grpc-infer-allocation-pool-size=0",
             *(["--model-control-mode=explicit", "--load-model=*"] if self.explicit_model_control else []),
             *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
             *self.extra_args,

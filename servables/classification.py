@@ -25,6 +25,9 @@ from servables.configs import (
     ENCODED,
     IMAGE_MAX_BATCH,
     PIXELS,
+    SHRINK_ARENA,
+    check_pixels_config,
+    check_step,
     decode_config,
     decode_model,
     ensemble,
@@ -123,6 +126,7 @@ class Classifier:
         """Every model the classifier runs, by name (``identity``: whether its network answers ``MODEL_ID``)."""
         models = [
             decode_config(self.decode, min_side=self.spec.resize),
+            check_pixels_config(),
             self.preprocess_config(),
             self.network_config(batching, identity),
             self.entry_config(identity),
@@ -140,7 +144,7 @@ class Classifier:
             "output": [tensor(names.INPUT, "TYPE_FP32", [3, spec.crop, spec.crop])],
             "instance_group": [{"count": 2}],
             # Honoured by Triton's onnxruntime backend and by the local runtime's runner alike.
-            "parameters": parameters(intra_op_thread_count=1),
+            "parameters": parameters(intra_op_thread_count=1, **SHRINK_ARENA),
             # A photo-sized input whose shorter side is already the resize target: the size the decode feeds it.
             "model_warmup": [warmup(names.IMAGE, "TYPE_UINT8", [spec.resize, spec.resize, 3], random_data=True)],
         }
@@ -193,8 +197,8 @@ class Classifier:
         return self._ensemble(self.name, ENCODED, [decode], "pixels", identity, parameters=about)
 
     def pixels_config(self, identity: bool = True) -> dict[str, Any]:
-        """For clients that already hold decoded BGR pixels."""
-        return self._ensemble(self.pixels, PIXELS, [], names.IMAGE, identity)
+        """For clients that already hold decoded BGR pixels: held to the upload rules first."""
+        return self._ensemble(self.pixels, PIXELS, [check_step({})], "pixels", identity)
 
     def _ensemble(
         self, name: str, image: dict[str, Any], head: list[dict[str, Any]], pixels: str, identity: bool, **extra: Any

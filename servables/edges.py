@@ -7,9 +7,14 @@ from typing import Any
 
 from servables import names
 from servables.configs import (
+    CANNY_PARAMETERS,
     ENCODED,
     IMAGE_MAX_BATCH,
     PIXELS,
+    SHRINK_ARENA,
+    canny_parameter_inputs,
+    check_pixels_config,
+    check_step,
     decode_config,
     decode_model,
     ensemble,
@@ -19,60 +24,58 @@ from servables.configs import (
 )
 
 KIND = "edges"  # the ``kind`` parameter of the entry point taking the file's bytes
-# The optional inputs: cv2.Canny's parameters, and the grayscale/blur option.
-PARAMETERS = {
-    names.LOW: "TYPE_FP32",
-    names.HIGH: "TYPE_FP32",
-    names.APERTURE_SIZE: "TYPE_INT32",
-    names.L2_GRADIENT: "TYPE_BOOL",
-    names.GRAY: "TYPE_BOOL",
-    names.BLUR: "TYPE_INT32",
-}
-# Their ranges (cv2.Canny's apertures; Gaussian sizes are odd): the gateway validates them, the graph clamps
-# whatever reaches it straight.
-APERTURE_SIZES = (3, 5, 7)
-MAX_BLUR = 31
-MAX_THRESHOLD = 10_000
+# The optional inputs (their ranges are in servables.configs: check_pixels holds direct gRPC calls to them too).
+PARAMETERS = CANNY_PARAMETERS
 # Both cores for one 12 MP edge map at concurrency 1; two instances still let two requests overlap.
 CANNY_THREADS = 2
-
-
-def _parameter_inputs() -> list[dict[str, Any]]:
-    return [tensor(name, dtype, [1], optional=True) for name, dtype in PARAMETERS.items()]
 
 
 def _edge_map() -> dict[str, Any]:
     return tensor(names.EDGE_MAP, "TYPE_UINT8", [-1, -1])
 
 
-def canny_config(threads: int = CANNY_THREADS) -> dict[str, Any]:
+def canny_graph_config(threads: int = CANNY_THREADS) -> dict[str, Any]:
+    """The edge detector's ONNX graph, behind both entry points."""
     return {
-        "name": names.CANNY,
+        "name": names.CANNY_GRAPH,
         "backend": "onnxruntime",
         "max_batch_size": IMAGE_MAX_BATCH,
-        "input": [PIXELS, *_parameter_inputs()],
+        "input": [PIXELS, *canny_parameter_inputs()],
         "output": [_edge_map()],
         "instance_group": [{"count": 2}],
-        "parameters": parameters(intra_op_thread_count=threads),
+        "parameters": parameters(intra_op_thread_count=threads, **SHRINK_ARENA),
     }
+
+
+def _edge_detector() -> dict[str, Any]:
+    """The step that runs the graph on the ensemble tensor "pixels" with the request's Canny parameters."""
+    return step(
+        names.CANNY_GRAPH,
+        {names.IMAGE: "pixels", **{name: name for name in PARAMETERS}},
+        {names.EDGE_MAP: names.EDGE_MAP},
+    )
+
+
+def canny_config() -> dict[str, Any]:
+    """For clients that already hold decoded BGR pixels: held to the upload rules, and the parameters to their
+    ranges, first."""
+    steps = [check_step({name: name for name in PARAMETERS}), _edge_detector()]
+    return ensemble(names.CANNY, [PIXELS, *canny_parameter_inputs()], [_edge_map()], steps)
 
 
 def edges_config() -> dict[str, Any]:
     """The file's bytes, decoded at full resolution, then the edge detector."""
-    steps = [
-        step(decode_model(0), {names.IMAGE: names.IMAGE}, {names.PIXELS: "pixels"}),
-        step(
-            names.CANNY,
-            {names.IMAGE: "pixels", **{name: name for name in PARAMETERS}},
-            {names.EDGE_MAP: names.EDGE_MAP},
-        ),
-    ]
-    return ensemble(
-        names.EDGES, [ENCODED, *_parameter_inputs()], [tensor(names.EDGE_MAP, "TYPE_UINT8", [-1, -1])], steps
-    )
+    steps = [step(decode_model(0), {names.IMAGE: names.IMAGE}, {names.PIXELS: "pixels"}), _edge_detector()]
+    return ensemble(names.EDGES, [ENCODED, *canny_parameter_inputs()], [_edge_map()], steps)
 
 
 def configs() -> dict[str, dict[str, Any]]:
     """Every model the edge detector runs, by name."""
-    models = [decode_config(decode_model(0), min_side=0), canny_config(), edges_config()]
+    models = [
+        decode_config(decode_model(0), min_side=0),
+        check_pixels_config(),
+        canny_graph_config(),
+        canny_config(),
+        edges_config(),
+    ]
     return {config["name"]: config for config in models}

@@ -13,6 +13,9 @@ Every classifier answers ``MODEL_ID`` beside ``PROBABILITIES``: which version of
 (``servables.classification.Identity``). Classifiers exported with ``python -m export classifier NAME`` follow the
 default's pattern under their own name: ``NAME`` (bytes), ``NAME_pixels`` (pixels), ``NAME_preprocess``,
 ``NAME_network``.
+
+The raw-pixel entry points are ensembles headed by ``check_pixels``, which refuses what the upload rules refuse
+(and, for ``canny``, parameters out of range) before any work: the ONNX graphs cannot refuse anything.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ CLASSIFY = "classify"
 CLASSIFY_PIXELS = "classify_pixels"
 EDGES = "edges"
 CANNY = "canny"
+CANNY_GRAPH = "canny_graph"  # the edge detector's ONNX graph, behind ``canny`` and ``edges``
+CHECK_PIXELS = "check_pixels"  # decoded pixels -> the same pixels, once the upload rules and parameters hold
 DECODE = "decode"  # encoded bytes -> full-resolution BGR pixels (the edge detector's input)
 DECODE_REDUCED = "decode_reduced"  # encoded bytes -> BGR pixels at the smallest scale the classifier needs
 PREPROCESS = "preprocess"

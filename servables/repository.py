@@ -74,7 +74,11 @@ def write_labels(repository: Path, models: list[str], labels: list[str]) -> list
 # The python-backend models' sources, in this package: ``write_python_models`` copies each into its model. A model
 # named after one with a size (``decode_reduced_320``) runs the same source.
 PYTHON_MODELS = Path(__file__).with_name("python_models")
-PYTHON_SOURCES = {names.DECODE: "decode.py", names.DECODE_REDUCED: "decode.py"}
+PYTHON_SOURCES = {
+    names.DECODE: "decode.py",
+    names.DECODE_REDUCED: "decode.py",
+    names.CHECK_PIXELS: "check_pixels.py",
+}
 # What those sources import from this project travels beside each ``model.py``, so the repository carries its own
 # code into any Triton (the NGC image installs only third-party packages): the python backend's stub appends the
 # version folder to ``sys.path`` before it imports ``model.py`` (python_backend, src/pb_stub.cc,

@@ -24,6 +24,7 @@ from gateway.kinds.image_route import errors, image_body
 from gateway.settings import Settings
 from servables import edges as detector
 from servables import names
+from servables.configs import APERTURE_SIZES, MAX_BLUR, MAX_THRESHOLD
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -91,23 +92,19 @@ async def edges(
     inference: InferenceDep,
     admission: AdmissionDep,
     settings: SettingsDep,
-    low: Annotated[
-        float, Query(ge=0, le=detector.MAX_THRESHOLD, description="cv2.Canny's threshold1 (hysteresis low)")
-    ] = 100.0,
+    low: Annotated[float, Query(ge=0, le=MAX_THRESHOLD, description="cv2.Canny's threshold1 (hysteresis low)")] = 100.0,
     high: Annotated[
-        float, Query(ge=0, le=detector.MAX_THRESHOLD, description="cv2.Canny's threshold2 (hysteresis high)")
+        float, Query(ge=0, le=MAX_THRESHOLD, description="cv2.Canny's threshold2 (hysteresis high)")
     ] = 200.0,
     aperture_size: Annotated[int, Query(description="Sobel aperture: 3, 5 or 7 (cv2.Canny's apertureSize)")] = 3,
     l2_gradient: Annotated[bool, Query(description="L2 gradient magnitude (cv2.Canny's L2gradient)")] = False,
     gray: Annotated[bool, Query(description="convert to grayscale first (else OpenCV's colour gradient)")] = False,
-    blur: Annotated[
-        int, Query(ge=0, le=detector.MAX_BLUR, description="Gaussian blur size first: 0 (none) or odd")
-    ] = 0,
+    blur: Annotated[int, Query(ge=0, le=MAX_BLUR, description="Gaussian blur size first: 0 (none) or odd")] = 0,
     format: Annotated[EdgesFormat, Query(description="png (default) or json")] = EdgesFormat.png,
 ) -> Response:
     if low > high:
         raise ApiError(Error.INVALID_REQUEST, f"low ({low:g}) must not exceed high ({high:g})")
-    if aperture_size not in detector.APERTURE_SIZES:
+    if aperture_size not in APERTURE_SIZES:
         raise ApiError(Error.INVALID_REQUEST, f"aperture_size must be 3, 5 or 7, not {aperture_size}")
     if blur and blur % 2 == 0:
         raise ApiError(Error.INVALID_REQUEST, f"blur must be 0 or odd, not {blur}")

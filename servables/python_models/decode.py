@@ -2,7 +2,13 @@
 
 The head of the ``classify`` and ``edges`` ensembles. Its config says at which scale to decode (``min_side``: the
 classifier's resize target, or 0 for full resolution) and the upload limits. A refused image answers
-INVALID_ARGUMENT with ``<code>: <message>``, the codes the gateway answers with; Triton keeps serving.
+INVALID_ARGUMENT with ``<code>: <message>``, the codes the gateway answers with; Triton keeps serving. A file over
+the byte limit is refused from its size alone, before a byte of it is read (gRPC clients reach Triton directly, and
+Triton 2.51 has no message-size limit of its own).
+
+When ``/dev/shm``, where the python backend moves every tensor, has less free space than a request may need,
+every request is answered UNAVAILABLE saying so (a retryable error, not the backend's failure halfway through),
+and the gateway's readiness probe, which runs through this step, turns red with that reason.
 
 On a GPU instance (``KIND_GPU``, or ``KIND_AUTO`` on a GPU host) JPEGs are decoded by nvImageCodec (nvJPEG),
 every JPEG the dynamic batcher hands over in one call, and leave as GPU arrays through DLPack (no host round
@@ -12,6 +18,7 @@ repository as each decode model's ``1/model.py``, with the ``imaging`` package b
 """
 
 import json
+import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -20,12 +27,16 @@ from imaging import Header, ImageError, Limits, Problem, decode, read_header
 from imaging.decode import decodable
 from imaging.gpu import GpuDecoder, GpuUnavailable
 
+SHARED_MEMORY = "/dev/shm"
+
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.min_side = int(parameters["min_side"])
+        self.max_bytes = int(parameters["max_image_bytes"])
+        self.min_free_shared_memory = int(parameters["min_free_shared_memory_bytes"])
         self.limits = Limits(
             max_pixels=int(parameters["max_image_pixels"]),
             min_side=int(parameters["min_image_side"]),
@@ -40,6 +51,8 @@ class TritonPythonModel:
             self.gpu = None
 
     def execute(self, requests):
+        if full := self._shared_memory_full():
+            return [_unavailable(full) for _ in requests]
         files = [self._file(request) for request in requests]
         responses = [None] * len(requests)
         on_gpu = []
@@ -62,12 +75,26 @@ class TritonPythonModel:
                 responses[i] = self._on_cpu(*files[i]) if tensor is None else _answer(tensor)
         return responses
 
+    def _shared_memory_full(self):
+        """Why no request can be taken, when /dev/shm is (nearly) full; else None."""
+        stat = os.statvfs(SHARED_MEMORY)
+        free = stat.f_bavail * stat.f_frsize
+        if free >= self.min_free_shared_memory:
+            return None
+        return (
+            f"Triton's shared memory is full: {SHARED_MEMORY} has {free >> 20} MiB free, under the "
+            f"{self.min_free_shared_memory >> 20} MiB a request may need (No space left on device); retry later"
+        )
+
     def _file(self, request):
         """(bytes, header) of a request's one encoded image, or why it is refused."""
-        encoded = pb_utils.get_input_tensor_by_name(request, self.input).as_numpy()
-        if encoded.shape[0] != 1:
-            return f"{Problem.UNSUPPORTED.value}: send one encoded image per request, not a batch of {encoded.shape[0]}"
-        data = encoded.tobytes()
+        tensor = pb_utils.get_input_tensor_by_name(request, self.input)
+        count, size = tensor.shape()
+        if count != 1:
+            return f"{Problem.UNSUPPORTED.value}: send one encoded image per request, not a batch of {count}"
+        if size > self.max_bytes:
+            return str(ImageError(Problem.TOO_MANY_BYTES, f"{size:,} bytes is over the limit of {self.max_bytes:,}"))
+        data = tensor.as_numpy().tobytes()
         try:
             return data, read_header(data, self.limits)
         except ImageError as exc:
@@ -87,3 +114,7 @@ def _answer(tensor):
 
 def _refusal(message):
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
+
+
+def _unavailable(message):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.UNAVAILABLE))

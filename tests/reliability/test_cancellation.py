@@ -2,7 +2,9 @@
 
 Triton 2.51 marks a request cancelled when its gRPC call is cancelled or its deadline passes, and an ensemble marks
 the steps it has not started yet (not the one running); the ONNX runner stops a run whose requests are all
-cancelled, or all past the deadline the gateway sends as a request parameter. Two things show it,
+cancelled, or all past the deadline the gateway sends as a request parameter. Every public entry point is an
+ensemble (``canny`` too, behind its pixel check), so a direct gRPC client stops a running step with that parameter:
+``test_direct_grpc.py`` shows it. Two things show it here,
 neither a latency: the ``edges`` ensemble's statistics (an ensemble whose Canny step was stopped fails, one whose
 Canny ran to the end succeeds, answer read or not; the python backend counts every request it answered, error or
 not, as a success, so Canny's own statistics cannot tell) and the CPU time of Canny's stub processes.
@@ -22,10 +24,7 @@ import numpy as np
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as aioclient
-from tritonclient.utils import np_to_triton_dtype
 
-from gateway.inference import CHANNEL_ARGS
 from launcher.triton import TritonServer
 from servables import names
 from tests.support.figures import FIGURES
@@ -90,7 +89,7 @@ class Abandonment:
 
     def __init__(self, triton: TritonServer) -> None:
         self.stats = grpcclient.InferenceServerClient(triton.grpc_url)
-        self.canny, self.everything = Cpu(triton, names.CANNY), Cpu(triton)
+        self.canny, self.everything = Cpu(triton, names.CANNY_GRAPH), Cpu(triton)
 
     def _outcomes(self) -> tuple[int, int]:
         """(Canny runs, edges ensembles that succeeded): the python backend counts every request it answered, error
@@ -100,7 +99,7 @@ class Abandonment:
             stats = self.stats.get_inference_statistics(model, as_json=True)["model_stats"][0]["inference_stats"]
             return int(stats["success"].get("count", 0))
 
-        return successes(names.CANNY), successes(names.EDGES)
+        return successes(names.CANNY_GRAPH), successes(names.EDGES)
 
     def __enter__(self) -> Abandonment:
         self._before, self._cpu = self._outcomes(), self.canny()
@@ -124,12 +123,6 @@ def encoded(image: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
 
 
-def _tensor(name: str, array: np.ndarray) -> aioclient.InferInput:
-    tensor = aioclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-    tensor.set_data_from_numpy(array)
-    return tensor
-
-
 async def _posts(url: str, body: bytes, count: int) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=count)) as client:
         return await asyncio.gather(*(client.post("/v1/edges", content=body, headers=JPEG) for _ in range(count)))
@@ -147,7 +140,7 @@ def test_abandoned_edges_requests_stop_at_the_canny_step(
     large_photo: np.ndarray,
     photos: dict[str, np.ndarray],
 ) -> None:
-    canny = Cpu(own_triton, names.CANNY)
+    canny = Cpu(own_triton, names.CANNY_GRAPH)
     gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
     _warm(gateway, body, canny)
@@ -173,48 +166,6 @@ def test_abandoned_edges_requests_stop_at_the_canny_step(
     assert served.status_code == 200
     edge_map = cv2.imdecode(np.frombuffer(served.content, np.uint8), cv2.IMREAD_UNCHANGED)
     assert edge_map.shape == small.shape[:2] and set(np.unique(edge_map)) <= {0, 255}
-
-
-def test_a_direct_canny_call_cancelled_mid_run_stops_the_run(own_triton: TritonServer, large_photo: np.ndarray) -> None:
-    """gRPC clients may call ``canny`` with decoded pixels; cancelling the call while it runs stops the run."""
-    canny = Cpu(own_triton, names.CANNY)
-    # Its slowest options (7x7 Sobel, L2 gradient: about 4 s of CPU here), so the run lasts well past a look or two.
-    inputs = [
-        _tensor(names.IMAGE, large_photo[np.newaxis]),
-        _tensor(names.APERTURE_SIZE, np.array([[7]], np.int32)),
-        _tensor(names.L2_GRADIENT, np.array([[True]])),
-        _tensor(names.LOW, np.array([[400]], np.float32)),
-        _tensor(names.HIGH, np.array([[1000]], np.float32)),
-    ]
-
-    async def scenario() -> tuple[float, float, float, float]:
-        """(CPU of a complete run, CPU of the cancelled one when cancelled, Canny's CPU then, when)"""
-        client = aioclient.InferenceServerClient(own_triton.grpc_url, channel_args=CHANNEL_ARGS)
-        try:
-            await asyncio.gather(*(client.infer(names.CANNY, inputs) for _ in canny.processes))  # warm them all
-            before = canny()
-            await client.infer(names.CANNY, inputs)
-            one_run = canny() - before  # alone
-            before = canny()
-            call = asyncio.create_task(client.infer(names.CANNY, inputs))
-            while (used := canny()) - before < one_run / 4:  # a quarter of the run's compute done: it is mid-run
-                assert not call.done()
-                await asyncio.sleep(0.01)
-            call.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await call
-            return one_run, used - before, used, time.monotonic()
-        finally:
-            await client.close()
-
-    one_run, done, used, cancelled = asyncio.run(scenario())
-    idle_after_s = canny.idle_since() - cancelled
-    after = canny() - used
-    FIGURES["cancelled direct Canny call (16 MP)"] = (
-        f"cancelled {done:.2f} s into a {one_run:.2f} s run (CPU); {after:.2f} s CPU after; Canny idle "
-        f"{max(idle_after_s, 0) * 1000:.0f} ms after the cancel"
-    )
-    assert after < done  # it computed less after the cancel than before it (without the stop: three times more)
 
 
 def test_a_client_that_leaves_stops_its_edges_request(
@@ -249,7 +200,7 @@ def test_an_edges_run_still_going_at_its_deadline_stops_itself(
     requests whose deadline passes in the middle of their Canny run (after decoding) stop there."""
     gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
-    _warm(gateway, body, Cpu(own_triton, names.CANNY))
+    _warm(gateway, body, Cpu(own_triton, names.CANNY_GRAPH))
     started = time.monotonic()
     assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
     whole_s = time.monotonic() - started  # decoding (about a fifth) then Canny

@@ -110,9 +110,9 @@ def test_grace_period_covers_both_start_periods(config: DeployConfig, definition
 
 def test_stop_timeouts_outlast_the_graceful_shutdowns(definition: dict[str, Any]) -> None:
     triton, gateway = container(definition, TRITON), container(definition, GATEWAY)
-    exit_flag = re.fullmatch(r"--exit-timeout-secs=(\d+)", triton["command"][-1])
-    assert exit_flag is not None
-    exit_timeout = int(exit_flag[1])
+    [exit_timeout] = [
+        int(flag[1]) for arg in triton["command"] if (flag := re.fullmatch(r"--exit-timeout-secs=(\d+)", arg))
+    ]
     shutdown_timeout = float(_environment(gateway)["GATEWAY_SHUTDOWN_TIMEOUT_S"])
     assert triton["stopTimeout"] > exit_timeout
     assert gateway["stopTimeout"] > shutdown_timeout

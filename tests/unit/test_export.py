@@ -162,7 +162,7 @@ def test_committed_configs_describe_the_serving_design() -> None:
     repository = repo.read_repository(DEFAULT_REPOSITORY)
     assert set(repository) == {
         names.DECODE, names.DECODE_REDUCED, names.PREPROCESS, "resnet50", names.CLASSIFY, names.CLASSIFY_PIXELS,
-        names.CANNY, names.EDGES,
+        names.CHECK_PIXELS, names.CANNY_GRAPH, names.CANNY, names.EDGES,
     }  # fmt: skip
     resnet = repository["resnet50"]
     assert resnet.backend == "onnxruntime" and resnet.max_batch_size >= 64
@@ -188,7 +188,11 @@ def test_committed_configs_describe_the_serving_design() -> None:
         1000,
     )
     assert served.spec == PreprocessSpec()
-    assert [s.model_name for s in repository[names.EDGES].ensemble_scheduling.step] == [names.DECODE, names.CANNY]
+    assert [s.model_name for s in repository[names.EDGES].ensemble_scheduling.step] == [names.DECODE, names.CANNY_GRAPH]
+    # The raw-pixel entry points are held to the upload rules by a python step first: the graphs cannot refuse.
+    for entry, graph in ((names.CLASSIFY_PIXELS, names.PREPROCESS), (names.CANNY, names.CANNY_GRAPH)):
+        assert [s.model_name for s in repository[entry].ensemble_scheduling.step][:2] == [names.CHECK_PIXELS, graph]
+    assert repository[names.CHECK_PIXELS].backend == "python"
     decode = repository[names.DECODE_REDUCED]
     assert decode.backend == "python" and decode.parameters["min_side"].string_value == "256"
     assert repository[names.DECODE].parameters["min_side"].string_value == "0"
