@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.process import Service, ServiceError, http_ok, taken_ports
+from launcher.versions import pin
 from servables.runtime import MissingModelFile, materialise, refresh
 
 NGC_ROOT = Path("/opt/tritonserver")
@@ -116,6 +117,9 @@ class TritonServer:
         # Everything loads at start either way; explicit control also lets the load/unload API add and drop model
         # versions while Triton serves (Triton's "none" mode refuses those calls).
         self.explicit_model_control = explicit_model_control
+        # Models whose versions must differ from their configs' policy at the next start (launcher.versions).
+        self.versions: dict[str, frozenset[int]] = {}
+        self.extra_args: list[str] = []  # more tritonserver flags (the launcher's trace settings)
         self.service: Service | None = None
         self._workdir: Path | None = None
         self._shm_prefix = f"tritonserve-{uuid.uuid4().hex[:12]}-"  # never empty: stop() removes what it matches
@@ -159,6 +163,7 @@ class TritonServer:
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             *(["--model-control-mode=explicit", "--load-model=*"] if self.explicit_model_control else []),
             *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
+            *self.extra_args,
         ]
 
     def start(self) -> TritonServer:
@@ -172,6 +177,7 @@ class TritonServer:
             repository = materialise(self.repository, self._workdir / "models", install.has_onnxruntime, python_env)
         except MissingModelFile as exc:
             raise TritonError(str(exc)) from None
+        unpin = pin(repository, self.versions)
         # Outside the work dir, which stop() removes: the log must outlive a failed start.
         log_path = self.log_path or self.cache / f"tritonserver-{self.ports.grpc}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +189,7 @@ class TritonServer:
         command = self.command(install, repository)
         self.service = Service("tritonserver", command, log_path, self.is_ready, env, important=_worth_showing)
         self.service.start(self.startup_timeout_s)
+        unpin()  # Triton has read the configs: later loads see each model's own policy
         return self
 
     def refresh_repository(self) -> list[Path]:
