@@ -112,13 +112,15 @@ class _Watchdog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._owner = 0  # the pid that started it: a forked child must not share its parent's
 
     def fd(self) -> int:
         with self._lock:
             if self._fd is None or self._owner != os.getpid():
                 read, write = os.pipe()  # both close-on-exec: only the watchdog gets the read end, as its stdin
-                subprocess.Popen(
+                # It ends after we do (its stdin closes then): never waited for.
+                self._process = subprocess.Popen(
                     [sys.executable, str(Path(__file__).with_name("watchdog.py"))],
                     stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                 )  # fmt: skip

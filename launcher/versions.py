@@ -89,6 +89,8 @@ def policy_versions(folder: Path, config: model_config_pb2.ModelConfig) -> froze
 def pin(models: Path, pinned: dict[str, frozenset[int]]) -> Callable[[], None]:
     """Rewrite the runtime copy ``models`` so that a Triton started on it serves ``pinned``; returns the undo,
     to run once that Triton is ready (it has read the configs by then)."""
+    if not pinned:
+        return lambda: None
     undo: list[Callable[[], object]] = []
     left_out = {name for name, versions in pinned.items() if not versions}
     for name, config in read_repository(models).items():  # an ensemble whose step is left out could not load
