@@ -1,11 +1,14 @@
 """``make serve`` stops, whatever stops it: run through a pipe as ``make serve 2>&1 | tee serve.log`` is, then ended
 by SIGTERM (``kill``, ``timeout``), by its pipe's reader going away, or killed outright (its watchdog then stops the
 servers). Each time no process of the stack is left and every port is free again within 10 s. (Ctrl-C to the
-pipeline's process group, while a restart waits on a wedged Triton, is in test_launcher_supervision.py.)
+pipeline's process group, while a restart waits on a wedged Triton, is in test_launcher_supervision.py.) These
+stacks log as JSON (``--log-format json``), what log pipelines read: every line of the launcher's and the
+gateway's logs is an object, the gateway's with its request id.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.figures import FIGURES
@@ -26,7 +30,7 @@ STOPPED_WITHIN_S = 10.0  # the issue's bound: what a user waits for before the n
 
 @pytest.fixture
 def piped(tmp_path: Path) -> Iterator[Launched]:
-    launched = launch(tmp_path, "{launcher} 2>&1 | cat > " + str(tmp_path / "terminal.txt"))
+    launched = launch(tmp_path, "{launcher} 2>&1 | cat > " + str(tmp_path / "terminal.txt"), "--log-format", "json")
     try:
         launched.wait_ready()
         yield launched
@@ -46,6 +50,8 @@ def _stop(launched: Launched, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["SIGTERM", "reader closed", "SIGKILL"])
 def test_the_stack_stops_with_the_launcher(piped: Launched, how: str) -> None:
+    answer = httpx.get(f"{piped.url}/v1/models", headers={"x-request-id": "find-me"}, timeout=10)
+    assert answer.status_code == 200
     tree = piped.tree()
     names = {name for _, name, _ in processes(tree)}
     assert {"tritonserver", "triton_python_b", "cat"} <= names, names
@@ -53,8 +59,12 @@ def test_the_stack_stops_with_the_launcher(piped: Launched, how: str) -> None:
     seconds = piped.wait_gone(tree, STOPPED_WITHIN_S)
     FIGURES[f"launcher: stopped by {how} -> every process gone, every port free (s)"] = f"{seconds:.1f}"
     if how != "SIGKILL":  # stopped in order, and said so, though nobody reads its terminal any more
-        said = piped.said()
-        assert said.index("stopping the gateway") < said.index("stopping Triton") < said.index("stopped")
+        said = [json.loads(line)["message"] for line in piped.said().splitlines()]
+        assert said[-3:] == ["stopping the gateway (in-flight requests finish first)", "stopping Triton", "stopped"]
+    [gateway_log] = piped.logs.glob("*/gateway.log")
+    lines = [json.loads(line) for line in gateway_log.read_text().splitlines()]
+    [access] = [line for line in lines if line["request_id"] == "find-me"]
+    assert access["logger"] == "gateway.access" and access["message"].startswith("GET /v1/models 200")
 
 
 def test_a_taken_port_names_its_holder(tmp_path: Path) -> None:
