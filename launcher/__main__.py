@@ -168,7 +168,7 @@ def shut_down(gateway: Service, triton: TritonServer, gateway_grace_s: float, si
             break
         except Interrupted:
             hurry = True
-    signals.received = StopSignals.RAISED_AT_MOST  # stopped: later signals change nothing
+    signals.ignore_more()
     say("stopped")
 
 

@@ -35,6 +35,10 @@ class StopSignals:
         for signum in SIGNALS:
             signal.signal(signum, self._handle)
 
+    def ignore_more(self) -> None:
+        """From now on every signal is ignored (the stack is stopped: nothing is left to hurry)."""
+        self.received = max(self.received, self.RAISED_AT_MOST)
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received += 1
         if self.received <= self.RAISED_AT_MOST:
