@@ -1,7 +1,8 @@
 """``make serve`` stops, whatever stops it: run through a pipe as ``make serve 2>&1 | tee serve.log`` is, then ended
-by SIGTERM (``kill``, ``timeout``), by its pipe's reader going away, or killed outright (its watchdog then stops the
-servers). Each time no process of the stack is left and every port is free again within 10 s. (Ctrl-C to the
-pipeline's process group, while a restart waits on a wedged Triton, is in test_launcher_supervision.py.) These
+by SIGTERM (``kill``, ``timeout``), or by its pipe's reader going away. Each time no process of the stack is left
+and every port is free again within 10 s. Killed outright, its watchdog stops the servers it started, and their
+children (as a Triton's stubs are). (Ctrl-C to the pipeline's process group, while a restart waits on a wedged
+Triton, is in test_launcher_supervision.py.) These
 stacks log as JSON (``--log-format json``), what log pipelines read: every line of the launcher's and the
 gateway's logs is an object, the gateway's with its request id.
 """
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from tests.support.figures import FIGURES
-from tests.support.launched import Launched, alive, launch, processes, tiny_repository
+from tests.support.launched import Launched, alive, descendants, describe, launch, processes, tiny_repository
 from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.reliability
@@ -39,16 +40,13 @@ def piped(tmp_path: Path) -> Iterator[Launched]:
 
 
 def _stop(launched: Launched, how: str) -> None:
-    tree = launched.tree()
     if how == "SIGTERM":
         os.kill(launched.launcher_pid(), signal.SIGTERM)
-    elif how == "reader closed":
-        os.kill(next(pid for pid, name, _ in processes(tree) if name == "cat"), signal.SIGKILL)
-    else:
-        os.kill(launched.launcher_pid(), signal.SIGKILL)
+    else:  # the pipe's reader ends
+        os.kill(next(pid for pid, name, _ in processes(launched.tree()) if name == "cat"), signal.SIGKILL)
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "reader closed", "SIGKILL"])
+@pytest.mark.parametrize("how", ["SIGTERM", "reader closed"])
 def test_the_stack_stops_with_the_launcher(piped: Launched, how: str) -> None:
     answer = httpx.get(f"{piped.url}/v1/models", headers={"x-request-id": "find-me"}, timeout=10)
     assert answer.status_code == 200
@@ -58,9 +56,9 @@ def test_the_stack_stops_with_the_launcher(piped: Launched, how: str) -> None:
     _stop(piped, how)
     seconds = piped.wait_gone(tree, STOPPED_WITHIN_S)
     FIGURES[f"launcher: stopped by {how} -> every process gone, every port free (s)"] = f"{seconds:.1f}"
-    if how != "SIGKILL":  # stopped in order, and said so, though nobody reads its terminal any more
-        said = [json.loads(line)["message"] for line in piped.said().splitlines()]
-        assert said[-3:] == ["stopping the gateway (in-flight requests finish first)", "stopping Triton", "stopped"]
+    # Stopped in order, and said so, though nobody reads its terminal any more.
+    said = [json.loads(line)["message"] for line in piped.said().splitlines()]
+    assert said[-3:] == ["stopping the gateway (in-flight requests finish first)", "stopping Triton", "stopped"]
     [gateway_log] = piped.logs.glob("*/gateway.log")
     lines = [json.loads(line) for line in gateway_log.read_text().splitlines()]
     [access] = [line for line in lines if line["request_id"] == "find-me"]
@@ -88,20 +86,24 @@ def test_a_taken_port_names_its_holder(tmp_path: Path) -> None:
 
 
 def test_a_killed_parent_leaves_no_server(tmp_path: Path) -> None:
-    """Any process that starts servers through ``Service`` (the tests, the benchmark) is covered the same way."""
+    """The launcher, or any process that starts servers through ``Service`` (the tests, the benchmark), killed:
+    a server and the children it started (as Triton starts its stubs) go too."""
     script = (
         "import sys, time; from pathlib import Path; from launcher.process import Service; "
-        "service = Service('sleeper', ['sleep', '600'], Path(sys.argv[1]), lambda: True).start(); "
-        "print(service.pid, flush=True); time.sleep(600)"
+        "service = Service('server', ['sh', '-c', 'sleep 600 & sleep 600'], Path(sys.argv[1]), lambda: True); "
+        "print(service.start().pid, flush=True); time.sleep(600)"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "sleeper.log")], cwd=ROOT,
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "server.log")], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert parent.stdout is not None
-    server = int(parent.stdout.readline())
-    assert alive({server})
+    int(parent.stdout.readline())
+    time.sleep(0.2)  # the server's own child started
+    server = descendants(parent.pid) - {parent.pid}  # sh, its two sleeps, and the parent's watchdog
+    assert sorted(name for _, name, _ in processes(server) if name != "python") == ["sh", "sleep", "sleep"]
     parent.kill()
     parent.wait()
     started = time.monotonic()
-    while alive({server}):
-        assert time.monotonic() - started < STOPPED_WITHIN_S, "the server outlived its killed parent"
+    while alive(server):
+        assert time.monotonic() - started < STOPPED_WITHIN_S, f"outlived their killed parent: {describe(server)}"
         time.sleep(0.05)
+    FIGURES["a killed parent's servers gone after (s)"] = f"{time.monotonic() - started:.1f}"
