@@ -98,9 +98,15 @@ def on_free_ports(count: int, start: Callable[[list[int]], T], attempts: int = 3
     raise AssertionError("unreachable")
 
 
+# Our servers are on this host: never through an HTTP proxy the environment names (http_proxy without a no_proxy for
+# 127.0.0.1 would leave every probe unanswered), and not through urllib's global opener, which keeps the proxies
+# the environment had on its first use.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
     """Whether ``url`` answers 200 now."""
-    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=timeout_s) as answer:
+    with contextlib.suppress(OSError), DIRECT.open(url, timeout=timeout_s) as answer:
         return bool(answer.status == 200)
     return False
 

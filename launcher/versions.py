@@ -20,6 +20,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from launcher.process import DIRECT
 from servables.repository import CONFIG_FILE, read_config, read_repository
 
 _SETTLED = {"READY", "UNAVAILABLE"}  # LOADING and UNLOADING are on their way to one of these
@@ -28,7 +29,7 @@ _SETTLED = {"READY", "UNAVAILABLE"}  # LOADING and UNLOADING are on their way to
 def index(http_url: str, timeout_s: float = 1.0) -> list[dict[str, str]]:
     """Triton's repository index: one entry per model version it knows (with its state), or per model."""
     request = urllib.request.Request(f"{http_url}/v2/repository/index", data=b"{}", method="POST")
-    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+    with DIRECT.open(request, timeout=timeout_s) as answer:
         entries: list[dict[str, str]] = json.loads(answer.read())
     return entries
 

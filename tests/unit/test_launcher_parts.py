@@ -7,12 +7,14 @@ import contextlib
 import json
 import os
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
 from launcher.output import Output
-from launcher.process import port_holder
+from launcher.process import free_ports, http_ok, port_holder
 from launcher.stopping import Interrupted, StopSignals
 from launcher.versions import Served, pin, policy_versions
 from servables.repository import CONFIG_FILE, read_config
@@ -63,9 +65,9 @@ def test_a_pin_rewrites_the_copy_and_its_undo_restores_it(models: Path) -> None:
     assert sorted(path.name for path in models.iterdir()) == ["classify", "decode", "resnet"]
 
 
-def test_a_closed_pipe_is_noticed_without_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_closed_pipe_is_noticed_without_writing() -> None:
     read, write = os.pipe()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}  # a closed reader sends both to /dev/null: put them back after
     try:
         os.dup2(write, 2)
         output = Output()
@@ -74,8 +76,9 @@ def test_a_closed_pipe_is_noticed_without_writing(monkeypatch: pytest.MonkeyPatc
         assert output.reader_gone()
         output.say("nobody reads this")  # and nothing fails
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(write)
 
 
@@ -102,3 +105,25 @@ def test_a_port_holder_is_named() -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         assert f"pid {os.getpid()}: " in port_holder(holder.getsockname()[1])
+
+
+def test_probes_never_go_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An http_proxy in the environment (and no no_proxy for 127.0.0.1) must not leave make serve waiting."""
+    server = HTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_ports(1)[0]}")  # nobody listens there
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert http_ok(f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
