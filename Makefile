@@ -2,9 +2,35 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= export,triton,bench,test,otel
 comma  := ,
-STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+space  := $(subst ,, )
+
+# What each command installs beside the project's own dependencies (pyproject.toml's extras): serving needs the
+# exporter and Triton only; the benchmark adds its peers and plots, the tests their tools (and OpenTelemetry).
+SERVE_EXTRAS := export,triton
+BENCH_EXTRAS := $(SERVE_EXTRAS),bench
+TEST_EXTRAS  := $(BENCH_EXTRAS),test,otel
+EXTRAS ?=
+extras.serve          := $(SERVE_EXTRAS)
+extras.models         := $(SERVE_EXTRAS)
+extras.deploy         := $(SERVE_EXTRAS)
+extras.deploy-dry-run := $(SERVE_EXTRAS)
+extras.bench          := $(BENCH_EXTRAS)
+extras.bench-sweep    := $(BENCH_EXTRAS)
+extras.bench-gpu      := $(BENCH_EXTRAS)
+extras.gpu-kit        := $(BENCH_EXTRAS)
+extras.install        := $(TEST_EXTRAS)
+extras.test           := $(TEST_EXTRAS)
+extras.test-unit      := $(TEST_EXTRAS)
+extras.reliability    := $(TEST_EXTRAS)
+extras.lint           := $(TEST_EXTRAS)
+extras.verify-images  := $(TEST_EXTRAS)
+# One venv holds every extra installed so far (its stamp's name lists them) plus what this run's goals need, and
+# EXTRAS (EXTRAS=gpu on a GPU host): `make serve` after `make test` keeps the test tools, `make test` after
+# `make serve` adds them, and every target of one run shares the one stamp.
+INSTALLED := $(subst -, ,$(patsubst $(VENV)/.installed-%,%,$(firstword $(wildcard $(VENV)/.installed-*))))
+WANTED    := $(sort $(INSTALLED) $(subst $(comma), ,$(foreach goal,$(MAKECMDGOALS),$(extras.$(goal))) $(EXTRAS)))
+STAMP     := $(VENV)/.installed-$(subst $(space),-,$(WANTED))
 
 MODEL      ?= resnet50
 # Unset: python -m export's own default, auto (torchvision's ImageNet weights when cached or downloadable, else the
@@ -27,14 +53,14 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip "uv==$(UV_VERSION)"
 
-# Exactly what uv.lock pins, nothing else (sync removes strays); --locked fails when pyproject.toml changed
-# without `make lock`, instead of installing something the lock does not describe.
+# Exactly what uv.lock pins for those extras, nothing else (sync removes strays); --locked fails when
+# pyproject.toml changed without `make lock`, instead of installing something the lock does not describe.
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --no-python-downloads $(foreach extra,$(subst $(comma), ,$(EXTRAS)),--extra $(extra))
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --no-python-downloads $(foreach extra,$(WANTED),--extra $(extra))
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-install: $(STAMP)  ## create .venv and install the project with its extras, exactly as uv.lock pins them
+install: $(STAMP)  ## create .venv and install everything the commands below use, exactly as uv.lock pins it
 
 # Two locks, one command: the project's (Python 3.11+) and the Triton image's packages (its Python 3.10).
 TRITON_ENV := deploy/ecs/triton-env
@@ -49,7 +75,7 @@ $(REPOSITORY)/$(MODEL)/1/identity.json: servables/python_models/decode.py | $(ST
 models: $(REPOSITORY)/$(MODEL)/1/identity.json  ## export the default model (resnet50) unless it is there
 
 SERVE_ARGS ?=
-serve: install models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both; SERVE_ARGS="--port 9090 ...")
+serve: $(STAMP) models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both; SERVE_ARGS="--port 9090 ...")
 	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY) $(SERVE_ARGS)
 
 $(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py servables/*.py servables/python_models/*.py imaging/*.py) | $(STAMP)
@@ -60,46 +86,46 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:  ## install Debian's chromium for the browser test, unless it is there
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
-test: install browser $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests need and run the whole suite
+test: $(STAMP) browser $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests need and run the whole suite
 	$(PY) -m pytest
 
-test-unit: install  ## the fast tier: no server, no export (the inner loop; under a minute)
+test-unit: $(STAMP)  ## the fast tier: no server, no export (the inner loop; under a minute)
 	$(PY) -m pytest tests/unit
 
-reliability: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)
+reliability: $(STAMP) $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)
 	$(PY) -m pytest -m reliability
 
-bench: install models  ## every benchmark scenario on this machine -> docs/bench/cpu (about 10 minutes)
+bench: $(STAMP) models  ## every benchmark scenario on this machine -> docs/bench/cpu (about 10 minutes)
 	$(PY) -m bench --out docs/bench/cpu
 
-bench-sweep: install models  ## dynamic-batching sweep, Model Analyzer style -> docs/bench/cpu-sweep
+bench-sweep: $(STAMP) models  ## dynamic-batching sweep, Model Analyzer style -> docs/bench/cpu-sweep
 	$(PY) -m bench --sweep --out docs/bench/cpu-sweep
 
 FP16_REPOSITORY := build/fp16-repository
 $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx: | $(STAMP)
 	$(PY) -m export --model $(MODEL) --fp16 --repository $(FP16_REPOSITORY)
 
-bench-gpu: install models $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx  ## on an NVIDIA GPU host (EXTRAS=...,gpu) -> docs/bench/h100
+bench-gpu: $(STAMP) models $(FP16_REPOSITORY)/$(MODEL)/1/model.onnx  ## on an NVIDIA GPU host (EXTRAS=gpu) -> docs/bench/h100
 	$(PY) -m bench --device cuda --fp16-repository $(FP16_REPOSITORY) --out docs/bench/h100
 
 # The borrowed-GPU-host kit (gpu_kit/): trimmed tritonserver + the wheels that host lacks, each part <= 64 MB;
 # prints the one device call (its carry list included) that runs the benchmark there -> docs/bench/h200.
-gpu-kit: install  ## build build/gpu-kit (+ build/gpu-kit-decoder) for a GPU host with no network; prints what to run there
+gpu-kit: $(STAMP)  ## build build/gpu-kit (+ build/gpu-kit-decoder) for a GPU host with no network; prints what to run there
 	$(PY) -m gpu_kit.build --out build/gpu-kit
 	$(PY) -m gpu_kit.build --decoder --out build/gpu-kit-decoder
 
 # No Docker here: each image's Python and locked packages in a venv run what the image runs (deploy/verify_images.py).
-verify-images: install models  ## run the repository as the deploy ships it in the images' environments (about a minute)
+verify-images: $(STAMP) models  ## run the repository as the deploy ships it in the images' environments (about a minute)
 	$(PY) -m deploy.verify_images --model-repository $(REPOSITORY)
 
 DEPLOY_ARGS ?=
-deploy: install models  ## deploy to Amazon ECS: DEPLOY_ARGS="--cluster ... --bucket ..." (deploy/ecs/README.md)
+deploy: $(STAMP) models  ## deploy to Amazon ECS: DEPLOY_ARGS="--cluster ... --bucket ..." (deploy/ecs/README.md)
 	$(PY) -m deploy.ecs --model-repository $(REPOSITORY) $(DEPLOY_ARGS)
 
-deploy-dry-run: install  ## print the ECS plan, task definition and IAM policies without calling AWS
+deploy-dry-run: $(STAMP) models  ## print the ECS plan, task definition and IAM policies without calling AWS (placeholders for what DEPLOY_ARGS lacks)
 	$(PY) -m deploy.ecs --dry-run --model-repository $(REPOSITORY) $(DEPLOY_ARGS)
 
-lint: install  ## ruff (lint and format) and mypy ([tool.mypy] in pyproject.toml names the packages)
+lint: $(STAMP)  ## ruff (lint and format) and mypy ([tool.mypy] in pyproject.toml names the packages)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

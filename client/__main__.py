@@ -1,7 +1,11 @@
 """tritonserve classify|edges PATH...: many images at once, with a progress bar and per-file errors.
 
 Files, folders (recursively) and globs; --concurrency requests in flight; 429/503 retried after
-Retry-After. One bad file is reported and the others carry on; the exit code is 1 when any failed.
+Retry-After. One bad file is reported and the others carry on; the exit code is 1 when any failed, 2 when the
+server cannot be reached, 130 when interrupted (Ctrl-C).
+
+Addresses: --url (or $TRITONSERVE_URL) and --triton-url (or $TRITONSERVE_TRITON_URL) both take host:port or
+scheme://host:port.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from client import output
-from client.calls import Attempts, Failure, Gateway, Triton, retrying
-from client.files import edges_path, expand
+from client.calls import Attempts, Failure, Gateway, Triton, gateway_url, retrying, triton_address
+from client.files import edges_outputs, expand
 from client.output import Result
 
 API_KEY_ENV = "TRITONSERVE_API_KEY"
+URL_ENV = "TRITONSERVE_URL"
+TRITON_URL_ENV = "TRITONSERVE_TRITON_URL"
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or globs")
-    common.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway (default: %(default)s)")
+    common.add_argument(
+        "--url",
+        type=_gateway_url,
+        default=os.environ.get(URL_ENV, "http://127.0.0.1:8080"),
+        help=f"the gateway: host:port or http(s)://host:port (default: ${URL_ENV}, else %(default)s)",
+    )
     common.add_argument(
         "--api-key", default=os.environ.get(API_KEY_ENV), help=f"the gateway's API key (default: ${API_KEY_ENV})"
     )
@@ -52,7 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     classify.add_argument("--format", choices=sorted(output.FORMATS), default="table", help="default: %(default)s")
     classify.add_argument("--output", type=Path, help="write the table/JSON/CSV here instead of stdout")
     classify.add_argument("--grpc", action="store_true", help="call Triton's gRPC port directly, not the gateway")
-    classify.add_argument("--triton-url", default="127.0.0.1:8001", help="Triton's gRPC address (with --grpc)")
+    classify.add_argument(
+        "--triton-url",
+        type=_triton_url,
+        default=os.environ.get(TRITON_URL_ENV, "127.0.0.1:8001"),
+        help=f"Triton's gRPC address with --grpc: host:port or grpc://host:port (default: ${TRITON_URL_ENV}, "
+        "else %(default)s)",
+    )
 
     edges = commands.add_parser("edges", parents=[common], help="write <name>.edges.png beside each image")
     edges.add_argument("--low", type=float, default=100.0, help="hysteresis low threshold (default: %(default)s)")
@@ -63,6 +81,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _gateway_url(text: str) -> str:
+    try:
+        return gateway_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _triton_url(text: str) -> str:
+    try:
+        triton_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -71,6 +104,16 @@ def _positive(text: str) -> int:
 
 
 Work = Callable[[bytes], Awaitable[Any]]
+Done = Callable[[Result, Any], None]
+
+
+class Tally:
+    """How many files are finished (their answer, or their failure, known and handled): said on Ctrl-C."""
+
+    done = 0
+
+
+TALLY = Tally()
 
 
 async def _one(path: Path, work: Work, retries: int) -> tuple[Result, Any]:
@@ -89,8 +132,11 @@ async def _one(path: Path, work: Work, retries: int) -> tuple[Result, Any]:
     return result, answer
 
 
-async def run_all(paths: list[Path], work: Work, args: argparse.Namespace) -> list[tuple[Result, Any]]:
-    """Every file through ``work`` with at most ``--concurrency`` in flight; results in the input's order."""
+async def run_all(
+    paths: list[Path], work: Work, args: argparse.Namespace, on_done: Done | None = None
+) -> list[tuple[Result, Any]]:
+    """Every file through ``work`` with at most ``--concurrency`` in flight, ``on_done`` with each result as it
+    comes; results in the input's order."""
     gate = asyncio.Semaphore(args.concurrency)
     console = Console(stderr=True)
     progress = Progress(
@@ -111,6 +157,9 @@ async def run_all(paths: list[Path], work: Work, args: argparse.Namespace) -> li
             nonlocal failed
             async with gate:
                 done = await _one(path, work, args.retries)
+            if on_done is not None:
+                on_done(*done)
+            TALLY.done += 1
             failed += not done[0].ok
             progress.update(task, advance=1, failed=failed)
             return done
@@ -123,6 +172,7 @@ async def classify(paths: list[Path], args: argparse.Namespace) -> list[Result]:
         Triton(args.triton_url, args.timeout) if args.grpc else Gateway(args.url, args.api_key, args.timeout)
     )
     try:
+        await client.check()
         done = await run_all(paths, lambda body: client.classify(body, args.top_k, args.model), args)
     finally:
         await client.close()
@@ -132,19 +182,26 @@ async def classify(paths: list[Path], args: argparse.Namespace) -> list[Result]:
 
 
 async def edges(paths: list[Path], args: argparse.Namespace) -> list[Result]:
+    outputs, renamed = edges_outputs(paths)
+    for sources in renamed:
+        print(f"tritonserve: {' and '.join(map(str, sources))} would write the same edge map: "
+              f"writing {', '.join(str(outputs[s]) for s in sources)}", file=sys.stderr)  # fmt: skip
     gateway = Gateway(args.url, args.api_key, args.timeout)
-    try:
-        done = await run_all(paths, lambda body: gateway.edges(body, args.low, args.high), args)
-    finally:
-        await gateway.close()
-    for result, png in done:
+
+    def write(result: Result, png: bytes | None) -> None:  # as each answer comes: Ctrl-C keeps what is done
         if png is None:
-            continue
-        result.output = edges_path(result.path)
+            return
+        result.output = outputs[result.path]
         try:
             result.output.write_bytes(png)
         except OSError as exc:
             result.error = Failure(f"cannot write {result.output}: {exc.strerror or exc}", "unwritable").as_dict()
+
+    try:
+        await gateway.check()
+        done = await run_all(paths, lambda body: gateway.edges(body, args.low, args.high), args, write)
+    finally:
+        await gateway.close()
     return [result for result, _ in done]
 
 
@@ -154,7 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"tritonserve: no images in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    results = asyncio.run(classify(paths, args) if args.command == "classify" else edges(paths, args))
+    try:
+        results = asyncio.run(classify(paths, args) if args.command == "classify" else edges(paths, args))
+    except KeyboardInterrupt:
+        print(f"\ntritonserve: interrupted, {TALLY.done} of {len(paths)} done", file=sys.stderr)
+        return INTERRUPTED
+    except Failure as exc:  # the server cannot be reached, or is not what --url says: nothing was sent
+        print(f"tritonserve: {exc.message}", file=sys.stderr)
+        return 2
     results += [
         Result(Path(argument), error=Failure("no such file, or no images in it", "not_found").as_dict())
         for argument in unmatched

@@ -16,6 +16,22 @@ def edges_path(path: Path) -> Path:
     return path.with_name(path.stem + EDGES_SUFFIX)
 
 
+def edges_outputs(paths: list[Path]) -> tuple[dict[Path, Path], list[list[Path]]]:
+    """Each input's edge map, never two to one file: inputs whose ``<stem>.edges.png`` would be the same
+    (``photo.jpg``, ``photo.png``) each keep their whole name instead (``photo.jpg.edges.png``). Returns the
+    outputs and the groups renamed so, to be said."""
+    by_output: dict[Path, list[Path]] = {}
+    for path in paths:
+        by_output.setdefault(edges_path(path).resolve(), []).append(path)
+    outputs, renamed = {}, []
+    for sources in by_output.values():
+        for path in sources:
+            outputs[path] = edges_path(path) if len(sources) == 1 else path.with_name(path.name + EDGES_SUFFIX)
+        if len(sources) > 1:
+            renamed.append(sources)
+    return outputs, renamed
+
+
 def _folder_images(folder: Path) -> list[Path]:
     # Our own edge maps are skipped, so running `edges` twice on a folder does not feed it its output.
     return sorted(

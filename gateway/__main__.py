@@ -26,7 +26,7 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_config=logging_config(settings.log_level),
+        log_config=logging_config(settings.log_level, settings.log_format),
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         limit_concurrency=None,
         http="gateway.protocol:BoundedHttpToolsProtocol",  # by name: worker processes import it too

@@ -42,7 +42,7 @@ def create_app(
     metrics = Metrics.create()
     metrics.implied_peak_rss.set(settings.peak_rss_bytes)
     log.info("settings imply a peak RSS of %d MiB per process", settings.peak_rss_bytes // MiB)
-    tracing = start_tracing(settings.otlp_endpoint)
+    tracing = start_tracing(settings.otlp_endpoint, settings.trace_probes)
     loop_lag = LoopLag(metrics.registry)
 
     @asynccontextmanager

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="log lines as text, or one JSON object per line")
     shutdown_timeout_s: float = Field(20.0, gt=0, description="graceful shutdown bound; keep below the ECS stopTimeout")
 
     # Triton, over gRPC (KServe v2).
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); unset: no tracing at all"
     )
     triton_metrics_timeout_s: float = Field(5.0, gt=0, description="bound of one /metrics/triton fetch")
+    trace_probes: bool = Field(False, description="trace /healthz and /readyz too (left out: a probe a second)")
 
     # Uploads.
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="image request body limit")

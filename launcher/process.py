@@ -3,7 +3,8 @@
 The launcher (``make serve``), the benchmark and the tests all run Triton, the gateway and the peers through
 ``Service``: each child gets its own session (a Ctrl-C reaches only the parent, which stops them in order) and
 its own log file, readiness is a probe that answers, never a sleep, and a child that dies while starting fails
-at once with its log's tail.
+at once with its log's tail. A watchdog process (``launcher/watchdog.py``) stops every child still running when
+the parent dies without stopping them (killed, crashed): no server outlives the process that started it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -22,6 +25,8 @@ from typing import TypeVar
 LOOPBACK = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent  # where children run: ``python -m gateway`` and friends resolve here
 T = TypeVar("T")
+# A server that never became ready has no requests to finish: it gets this long after SIGTERM, then SIGKILL.
+UNREADY_STOP_S = 2.0
 
 
 class ServiceError(RuntimeError):
@@ -56,8 +61,30 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
 
 
 def taken_ports(ports: dict[str, int], host: str = LOOPBACK) -> list[str]:
-    """``"name port"`` for each port some other process holds: checked before anything starts."""
-    return [f"{name} {port}" for name, port in ports.items() if not port_is_free(port, host)]
+    """``"name port (held by ...)"`` for each port some other process holds: checked before anything starts."""
+    return [f"{name} {port} ({port_holder(port)})" for name, port in ports.items() if not port_is_free(port, host)]
+
+
+def port_holder(port: int) -> str:
+    """Who holds a TCP port, as far as /proc tells this user: ``held by pid 123: python -m launcher ...``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                    inodes.add(f"socket:[{fields[9]}]")
+    holders = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                pid = fd.parent.parent.name
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                holders.append(f"pid {pid}: {command.strip()[:120]}")
+    if not holders:
+        return "held by a process of another user, or just released"
+    return "held by " + "; ".join(sorted(set(holders)))
 
 
 def on_free_ports(count: int, start: Callable[[list[int]], T], attempts: int = 3) -> T:
@@ -71,11 +98,61 @@ def on_free_ports(count: int, start: Callable[[list[int]], T], attempts: int = 3
     raise AssertionError("unreachable")
 
 
+# Our servers are on this host: never through an HTTP proxy the environment names (http_proxy without a no_proxy for
+# 127.0.0.1 would leave every probe unanswered), and not through urllib's global opener, which keeps the proxies
+# the environment had on its first use.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
     """Whether ``url`` answers 200 now."""
-    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=timeout_s) as answer:
+    with contextlib.suppress(OSError), DIRECT.open(url, timeout=timeout_s) as answer:
         return bool(answer.status == 200)
     return False
+
+
+class _Watchdog:
+    """This process's watchdog (``launcher/watchdog.py``), started with the first server: a pipe that each server
+    registers its process group on before it runs, and that closes when this process dies, however it dies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._owner = 0  # the pid that started it: a forked child must not share its parent's
+
+    def fd(self) -> int:
+        with self._lock:
+            if self._fd is None or self._owner != os.getpid():
+                read, write = os.pipe()  # both close-on-exec: only the watchdog gets the read end, as its stdin
+                # It ends after we do (its stdin closes then): never waited for.
+                self._process = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("watchdog.py"))],
+                    stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                )  # fmt: skip
+                os.close(read)
+                self._fd, self._owner = write, os.getpid()
+            return self._fd
+
+    def registering(self) -> Callable[[], None]:
+        """What a server's child process runs before ``exec``: it puts its own group on the list, so no moment
+        exists when it runs unlisted. Runs after fork: an ``os.write`` and nothing that takes a lock."""
+        fd = self.fd()
+
+        def register() -> None:
+            with contextlib.suppress(OSError):  # no watchdog (it was killed): start anyway
+                os.write(fd, b"+%d\n" % os.getpid())
+
+        return register
+
+    def forget(self, group: int) -> None:
+        with self._lock:
+            if self._fd is not None and self._owner == os.getpid():
+                with contextlib.suppress(OSError):
+                    os.write(self._fd, b"-%d\n" % group)
+
+
+WATCHDOG = _Watchdog()
 
 
 class Service:
@@ -122,12 +199,13 @@ class Service:
             self.process = subprocess.Popen(
                 self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in a terminal reaches the parent only; it stops us in order
+                preexec_fn=WATCHDOG.registering(),  # and if the parent dies without stopping us, the watchdog does
             )  # fmt: skip
         if timeout_s is not None:
             try:
                 self.wait_ready(timeout_s)
-            except BaseException:
-                self.stop()
+            except BaseException:  # not ready in time, or the parent was interrupted while it waited
+                self.stop(UNREADY_STOP_S)
                 raise
         return self
 
@@ -168,6 +246,7 @@ class Service:
                 self.process.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)  # its own session's group (start_new_session)
+        WATCHDOG.forget(self.process.pid)
         return self.process.returncode
 
     def __enter__(self) -> Service:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.process import Service, ServiceError, http_ok, taken_ports
+from launcher.versions import pin
 from servables.repository import CONFIG_FILE
 from servables.runtime import MissingModelFile, materialise, refresh
 
@@ -118,8 +119,11 @@ class TritonServer:
         # Everything loads at start either way; explicit control also lets the load/unload API add and drop model
         # versions while Triton serves (Triton's "none" mode refuses those calls).
         self.explicit_model_control = explicit_model_control
-        # Server flags a deployment adds (e.g. --grpc-restricted-protocol, as the ECS task's opt-in gRPC endpoint).
-        self.extra_args = extra_args
+        # Server flags a deployment or the launcher adds (--grpc-restricted-protocol, as the ECS task's opt-in gRPC
+        # endpoint; the launcher's trace settings).
+        self.extra_args = tuple(extra_args)
+        # Models whose versions must differ from their configs' policy at the next start (launcher.versions).
+        self.versions: dict[str, frozenset[int]] = {}
         self.service: Service | None = None
         self._workdir: Path | None = None
         self._runtime: tuple[bool, str | None] = (False, None)  # materialise()'s native_onnxruntime, python_env
@@ -183,6 +187,7 @@ class TritonServer:
             repository = materialise(self.repository, self._workdir / "models", install.has_onnxruntime, python_env)
         except MissingModelFile as exc:
             raise TritonError(str(exc)) from None
+        unpin = pin(repository, self.versions)
         # Outside the work dir, which stop() removes: the log must outlive a failed start.
         log_path = self.log_path or self.cache / f"tritonserver-{self.ports.grpc}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +199,7 @@ class TritonServer:
         command = self.command(install, repository)
         self.service = Service("tritonserver", command, log_path, self.is_ready, env, important=_worth_showing)
         self.service.start(self.startup_timeout_s)
+        unpin()  # Triton has read the configs: later loads see each model's own policy
         return self
 
     def refresh_repository(self) -> list[Path]:

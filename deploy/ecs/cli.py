@@ -23,6 +23,24 @@ from deploy.ecs.tensorrt import with_tensorrt
 from servables import names
 
 ACCOUNT_PLACEHOLDER = "<account-id>"  # a dry run without --account-id does not ask STS
+# What a dry run shows for the existing resources it was not given (the images must parse as ECR URIs).
+REGION_PLACEHOLDER = "us-east-1"
+EXISTING = ("cluster", "subnets", "security_groups", "listener_arn", "triton_image", "gateway_image", "bucket")
+
+
+def _placeholders(region: str) -> dict[str, object]:
+    image = f"123456789012.dkr.ecr.{region}.amazonaws.com/tritonserve-{{}}:latest"
+    return {
+        "cluster": "<cluster>",
+        "subnets": ("<subnet-id>",),
+        "security_groups": ("<security-group-id>",),
+        "listener_arn": "<listener-arn>",
+        "triton_image": image.format("triton"),
+        "gateway_image": image.format("gateway"),
+        "bucket": "<bucket>",
+    }
+
+
 # The values CloudWatch Logs accepts for a retention period.
 RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
@@ -50,14 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deploy Triton + the gateway as one ECS service on GPU instances, behind an ALB.",
         formatter_class=_DefaultsFormatter,
     )
-    existing = parser.add_argument_group("existing resources (see deploy/ecs/README.md, prerequisites)")
-    existing.add_argument("--cluster", required=True, help="ECS cluster name or ARN with GPU container instances")
-    existing.add_argument("--subnets", required=True, type=_ids, help="comma-separated subnet ids for the tasks")
-    existing.add_argument("--security-groups", required=True, type=_ids, help="comma-separated security group ids")
-    existing.add_argument("--listener-arn", required=True, help="ARN of the ALB listener to add a rule to")
-    existing.add_argument("--triton-image", required=True, help="ECR URI of the image from Dockerfile.triton")
-    existing.add_argument("--gateway-image", required=True, help="ECR URI of the image from Dockerfile.gateway")
-    existing.add_argument("--bucket", required=True, help="S3 bucket for the model repository (created if missing)")
+    existing = parser.add_argument_group(
+        "existing resources, required (see deploy/ecs/README.md, prerequisites; a --dry-run shows placeholders)"
+    )
+    existing.add_argument("--cluster", help="ECS cluster name or ARN with GPU container instances")
+    existing.add_argument("--subnets", type=_ids, help="comma-separated subnet ids for the tasks")
+    existing.add_argument("--security-groups", type=_ids, help="comma-separated security group ids")
+    existing.add_argument("--listener-arn", help="ARN of the ALB listener to add a rule to")
+    existing.add_argument("--triton-image", help="ECR URI of the image from Dockerfile.triton")
+    existing.add_argument("--gateway-image", help="ECR URI of the image from Dockerfile.gateway")
+    existing.add_argument("--bucket", help="S3 bucket for the model repository (created if missing)")
 
     what = parser.add_argument_group("what to deploy")
     what.add_argument("--name", default="tritonserve", help="service name; also names the family, roles, logs")
@@ -167,8 +187,22 @@ def config_from_args(args: argparse.Namespace, region: str) -> DeployConfig:
     )
 
 
+def _fill_in(args: argparse.Namespace, region: str | None) -> str | None:
+    """A dry run's placeholders for the existing resources (and region) it was not given; the line that says so."""
+    missing = [name for name in EXISTING if getattr(args, name) is None]
+    for name, value in _placeholders(region or REGION_PLACEHOLDER).items():
+        if name in missing:
+            setattr(args, name, value)
+    shown = [f"--{name.replace('_', '-')}" for name in missing] + ([] if region else ["--region"])
+    return f"dry run with placeholders for {', '.join(shown)}: pass them to see your own" if shown else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    missing = [f"--{name.replace('_', '-')}" for name in EXISTING if getattr(args, name) is None]
+    if missing and not args.dry_run:
+        parser.error(f"{', '.join(missing)} required (or --dry-run to see the plan with placeholders)")
     say = functools.partial(print, flush=True)
     with contextlib.ExitStack() as stack:
         return _run(args, say, stack)
@@ -178,6 +212,9 @@ def _run(args: argparse.Namespace, say: Callable[[str], None], stack: contextlib
     try:
         session = boto3.Session(profile_name=args.profile)
         region = args.region or session.region_name
+        if args.dry_run and (note := _fill_in(args, region)):
+            print(note, file=sys.stderr, flush=True)
+            region = region or REGION_PLACEHOLDER
         if not region:
             raise DeployError("no region: pass --region or set AWS_REGION")
         config = config_from_args(args, region)

@@ -94,3 +94,25 @@ def test_no_endpoint_no_opentelemetry() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_probes_make_no_spans(
+    receiver: Receiver, gateway_factory: Callable[..., Gateway], triton: TritonServer, photos: dict[str, np.ndarray]
+) -> None:
+    """A load balancer's /readyz every few seconds (each one a tiny inference) must not bury the traces that matter
+    (GATEWAY_TRACE_PROBES=true would trace them)."""
+    gateway = gateway_factory(
+        GATEWAY_TRITON_URL=triton.grpc_url, GATEWAY_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="100"
+    )
+    for probe in ("/healthz", "/readyz"):
+        assert httpx.get(f"{gateway.url}{probe}", headers={"x-request-id": "probe"}, timeout=30).status_code == 200
+    jpeg = cv2.imencode(".jpg", photos["chelsea"])[1].tobytes()
+    headers = {"content-type": "image/jpeg", "x-request-id": "after-the-probes"}
+    assert httpx.post(f"{gateway.url}/v1/classify", content=jpeg, headers=headers).status_code == 200
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "POST /v1/classify" not in {name for name, _ in receiver.spans}:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the probes' spans, if any, were batched before the classification's
+    traced = {(name, _attributes(span)["request.id"]) for name, span in receiver.spans}
+    assert not {(name, rid) for name, rid in traced if rid == "probe"}
+    assert {("POST /v1/classify", "after-the-probes"), ("triton classify", "after-the-probes")} <= traced

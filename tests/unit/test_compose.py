@@ -214,10 +214,9 @@ def test_the_gpu_override_only_reserves_one_nvidia_gpu_for_triton() -> None:
 
 
 def test_monitoring_is_opt_in(stack: dict[str, Any]) -> None:
-    """`up` alone starts the service; Prometheus and Grafana come with --profile monitoring."""
-    profiled = {name for name, service in stack["services"].items() if "profiles" in service}
-    assert profiled == {"prometheus", "grafana"}
-    assert all(stack["services"][name]["profiles"] == ["monitoring"] for name in profiled)
+    """`up` alone starts the service; Prometheus and Grafana come with --profile monitoring, Jaeger with tracing."""
+    profiled = {name: service["profiles"] for name, service in stack["services"].items() if "profiles" in service}
+    assert profiled == {"prometheus": ["monitoring"], "grafana": ["monitoring"], "jaeger": ["tracing"]}
 
 
 def test_prometheus_scrapes_the_gateway_and_tritons_metrics_port(stack: dict[str, Any]) -> None:
