@@ -24,6 +24,7 @@ from launcher.stopping import Interrupted, StopSignals
 from launcher.supervise import supervise
 from launcher.triton import Ports, TritonServer
 from servables.classification import exported_identity
+from servables.repository import IDENTITY_FILE, VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 # At Ctrl-C the gateway has stopped first, so Triton has only direct gRPC clients' requests left to finish.
@@ -66,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def ensure_models(repository: Path, model: str) -> None:
-    if not (repository / model / "1" / "model.onnx").is_file():
+    """Export when the network is missing, or was exported before its answers named themselves (no identity)."""
+    if not (repository / model / VERSION / IDENTITY_FILE).is_file():
         say(f"no exported {model} in {repository}: exporting it now (a minute or two, once)")
         command = [sys.executable, "-m", "export", "--model", model, "--repository", str(repository)]
         subprocess.run(command, check=True)
