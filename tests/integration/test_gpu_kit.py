@@ -19,9 +19,7 @@ import pytest
 import torch
 
 from gpu_kit import build
-from gpu_kit.repository import repository_configs, write_repository
 from gpu_kit.torch_models import Preprocess, classifier
-from servables import repository
 
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "build" / "gpu-kit"  # built once (downloads and xz take minutes), then reused
@@ -61,33 +59,6 @@ def test_runtime_holds_the_server_and_only_the_libraries_it_loads(kit: dict) -> 
     assert not [m for m in libraries if "libpython" in m]
     wheel = build.installed_wheel()
     assert len(libraries) < len(list(wheel.libs.iterdir()))  # trimmed: the 32 MB libpython 3.13 stays behind
-
-
-def test_repository_puts_each_step_where_the_variant_says() -> None:
-    models = repository_configs("resnet50", gpu=True)
-    assert sorted(name for name in models if name.startswith("classify")) == [
-        "classify_cpu_fp32", "classify_gpu_fp16", "classify_gpu_fp32",
-    ]  # fmt: skip
-    assert models["decode_gpu"]["instance_group"][0]["kind"] == "KIND_GPU"
-    assert models["decode_cpu"]["instance_group"][0]["kind"] == "KIND_CPU"
-    fp16 = models["resnet50_fp16"]
-    assert fp16["parameters"]["precision"]["string_value"] == "fp16"
-    assert fp16["parameters"]["FORCE_CPU_ONLY_INPUT_TENSORS"]["string_value"] == "no"
-    assert fp16["dynamic_batching"]["max_queue_delay_microseconds"] > 0
-    steps = models["classify_gpu_fp16"]["ensemble_scheduling"]["step"]
-    assert [step["model_name"] for step in steps] == ["decode_gpu", "preprocess", "resnet50_fp16"]
-    assert list(repository_configs("resnet18", gpu=False)) == [
-        "decode_cpu", "preprocess", "resnet18_fp32", "classify_cpu_fp32",
-    ]  # fmt: skip
-
-
-def test_written_repository_reads_back_through_tritons_protobuf(tmp_path: Path) -> None:
-    write_repository(tmp_path, "resnet18", gpu=True, labels=[f"class {i}" for i in range(1000)])
-    read = repository.read_repository(tmp_path)
-    assert read["resnet18_fp32"].backend == "python"
-    assert (tmp_path / "preprocess" / "1" / "model.py").read_text().startswith('"""Triton python-backend model running')
-    assert "GpuDecoder" in (tmp_path / "decode_gpu" / "1" / "model.py").read_text()
-    assert (tmp_path / "classify_gpu_fp16" / "labels.txt").read_text().splitlines()[999] == "class 999"
 
 
 def test_torch_preprocess_matches_the_onnx_graph(test_repository: Path) -> None:
