@@ -89,13 +89,25 @@ def test_limits_are_the_callers_not_a_process_setting(photos: dict[str, np.ndarr
         read_header(data, Limits(max_aspect_ratio=1.2))
 
 
-def test_gpu_decode_selected_only_for_gpu_instances_with_cuda() -> None:
+def test_gpu_decode_selected_only_for_gpu_instances_with_cuda(photos: dict[str, np.ndarray]) -> None:
+    """A CPU instance decodes on the CPU; a GPU instance on its device where torch reaches CUDA (what it decodes
+    there matches the CPU path), else on the CPU too."""
     import torch
+    from torch.utils.dlpack import from_dlpack
 
     from imaging.gpu import GpuDecoder
 
     assert GpuDecoder.for_instance("CPU", 0) is None
-    assert (GpuDecoder.for_instance("GPU", 0) is not None) == torch.cuda.is_available()
+    decoder = GpuDecoder.for_instance("GPU", 0)
+    if not torch.cuda.is_available():
+        assert decoder is None
+        return
+    assert decoder is not None and decoder.device == torch.device("cuda", 0)
+    data = _jpeg(photos["coffee"])
+    [capsule] = decoder.decode([(data, read_header(data, Limits()))], 0)
+    on_device = from_dlpack(capsule)
+    assert on_device.device == torch.device("cuda", 0)
+    assert np.abs(on_device.cpu().numpy()[0].astype(np.int16) - decode(data, Limits(), 0)).mean() < 1.0
 
 
 def test_gpu_decode_path_matches_the_cpu_path(photos: dict[str, np.ndarray]) -> None:
