@@ -4,8 +4,11 @@ line, and an environment in which no AWS call can reach a real account."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from deploy.ecs.config import DeployConfig, EcrImage
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
@@ -72,3 +75,20 @@ def offline_aws_env(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "no-aws-credentials"))
     # moto reports a new service's tasks as running (and its rollout completed) when told so.
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+
+
+def deploy_config(**changes: Any) -> DeployConfig:
+    """The configuration the command line above parses into (``changes`` replace fields)."""
+    infrastructure = OFFLINE_INFRASTRUCTURE
+    fields: dict[str, Any] = {
+        "name": "tritonserve",
+        "region": REGION,
+        "cluster": infrastructure["cluster"],
+        "subnets": tuple(infrastructure["subnets"].split(",")),
+        "security_groups": tuple(infrastructure["security_groups"].split(",")),
+        "listener_arn": infrastructure["listener_arn"],
+        "bucket": BUCKET,
+        "triton_image": EcrImage.parse(TRITON_IMAGE),
+        "gateway_image": EcrImage.parse(GATEWAY_IMAGE),
+    }
+    return DeployConfig(**(fields | changes))

@@ -14,17 +14,14 @@ import pytest
 
 from deploy.ecs import fetch_models
 from deploy.ecs.cli import main
-from deploy.ecs.config import DeployConfig, EcrImage
 from deploy.ecs.errors import DeployError
 from deploy.ecs.model_repository import scan_repository
 from deploy.ecs.service import wait_until_stable
 from tests.support.deploy_inputs import (
     BUCKET,
-    GATEWAY_IMAGE,
     OFFLINE_INFRASTRUCTURE,
-    REGION,
-    TRITON_IMAGE,
     deploy_args,
+    deploy_config,
     offline_aws_env,
     write_repository,
 )
@@ -111,21 +108,6 @@ class ScriptedEcs:
         return {"services": [{"deployments": [deployment], "events": []}]}
 
 
-def _config(wait_timeout_s: int) -> DeployConfig:
-    return DeployConfig(
-        name="tritonserve",
-        region=REGION,
-        cluster="gpu",
-        subnets=("subnet-1",),
-        security_groups=("sg-1",),
-        listener_arn="arn",
-        bucket=BUCKET,
-        triton_image=EcrImage.parse(TRITON_IMAGE),
-        gateway_image=EcrImage.parse(GATEWAY_IMAGE),
-        wait_timeout_s=wait_timeout_s,
-    )
-
-
 def test_waiting_is_bounded_by_the_timeout() -> None:
     now = [0.0]
     sleeps: list[float] = []
@@ -136,7 +118,11 @@ def test_waiting_is_bounded_by_the_timeout() -> None:
 
     with pytest.raises(DeployError, match="not stable after 100 s"):
         wait_until_stable(
-            ScriptedEcs("IN_PROGRESS", 0), _config(100), lambda _: None, clock=lambda: now[0], sleep=sleep
+            ScriptedEcs("IN_PROGRESS", 0),
+            deploy_config(wait_timeout_s=100),
+            lambda _: None,
+            clock=lambda: now[0],
+            sleep=sleep,
         )
     assert sum(sleeps) == 100 and max(sleeps) == 15
 
@@ -146,4 +132,6 @@ def test_waiting_stops_at_a_failed_rollout() -> None:
         pytest.fail(f"slept {seconds} s after the rollout failed")
 
     with pytest.raises(DeployError, match="tasks failed to start.*rolls the service back"):
-        wait_until_stable(ScriptedEcs("FAILED", 0), _config(100), lambda _: None, sleep=must_not_sleep)
+        wait_until_stable(
+            ScriptedEcs("FAILED", 0), deploy_config(wait_timeout_s=100), lambda _: None, sleep=must_not_sleep
+        )
