@@ -28,7 +28,7 @@ from tritonclient.utils import np_to_triton_dtype
 from gateway.inference import CHANNEL_ARGS
 from launcher.triton import TritonServer
 from servables import names
-from tests.support.figures import FIGURES
+from tests.support.figures import record
 from tests.support.gate import GatedTriton, running_gated_triton
 from tests.support.stack import Gateway
 
@@ -168,10 +168,10 @@ def test_abandoned_edges_requests_stop_at_the_canny_step(
     with Abandonment(own_triton) as abandoned, gated.canny.closed():
         responses = asyncio.run(_posts(hasty.url, body, ABANDONED))
 
-    FIGURES[f"abandoned edges (16 MP, {HASTY_TIMEOUT_S} s deadline passed at Canny's gate)"] = (
-        f"{ABANDONED} x {sorted({r.status_code for r in responses})}; {abandoned} the last 504 (a complete run: "
-        f"{one_run:.2f} s of CPU)"
-    )
+    record("abandoned edges (16 MP): ran to the end", abandoned.ran_to_the_end, unit=f"of {ABANDONED}",
+           detail=f"{HASTY_TIMEOUT_S} s deadline passed at Canny's gate, answered "
+           f"{sorted({r.status_code for r in responses})}; {abandoned} the last 504 (a complete run: {one_run:.2f} s "
+           "of CPU)")  # fmt: skip
     assert [r.status_code for r in responses] == [504] * ABANDONED, [r.text for r in responses]
     assert all(r.json()["error"]["code"] == "deadline_exceeded" for r in responses)
     assert abandoned.reached >= 1  # the deadlines passed before Canny started: Canny was given abandoned requests
@@ -219,10 +219,9 @@ def test_a_direct_canny_call_cancelled_mid_run_stops_the_run(own_triton: TritonS
     one_run, done, used, cancelled = asyncio.run(scenario())
     idle_after_s = canny.idle_since() - cancelled
     after = canny() - used
-    FIGURES["cancelled direct Canny call (16 MP)"] = (
-        f"cancelled {done:.2f} s into a {one_run:.2f} s run (CPU); {after:.2f} s CPU after; Canny idle "
-        f"{max(idle_after_s, 0) * 1000:.0f} ms after the cancel"
-    )
+    record("cancelled direct Canny call (16 MP): CPU after the cancel", round(after, 2), unit="s",
+           detail=f"cancelled {done:.2f} s into a {one_run:.2f} s run (CPU); Canny idle "
+           f"{max(idle_after_s, 0) * 1000:.0f} ms after the cancel")  # fmt: skip
     assert after < done  # it computed less after the cancel than before it (without the stop: three times more)
 
 
@@ -245,7 +244,8 @@ def test_a_client_that_leaves_stops_its_edges_request(
         for client in clients:
             client.close()
 
-    FIGURES["edges clients that left (16 MP)"] = f"{ABANDONED} disconnected while Triton decoded; {abandoned} they left"
+    record("edges clients that left (16 MP): ran to the end", abandoned.ran_to_the_end, unit=f"of {ABANDONED}",
+           detail=f"disconnected while Triton decoded; {abandoned} they left")  # fmt: skip
     assert gateway.log().count("POST /v1/edges 499") == ABANDONED
     assert abandoned.reached >= 1
     assert abandoned.ran_to_the_end == 0
@@ -269,9 +269,9 @@ def test_an_edges_run_still_going_at_its_deadline_stops_itself(
             for _ in range(ABANDONED)
         ]  # one at a time: each deadline passes while its own Canny run is going
 
-    FIGURES[f"edges past their deadline mid-Canny (16 MP, {0.6 * whole_s:.2f} s deadline)"] = (
-        f"{ABANDONED} x {sorted(set(statuses))}; {abandoned}"
-    )
+    record("edges past their deadline mid-Canny (16 MP): ran to the end", abandoned.ran_to_the_end,
+           unit=f"of {ABANDONED}", detail=f"{0.6 * whole_s:.2f} s deadline, answered {sorted(set(statuses))}; "
+           f"{abandoned}")  # fmt: skip
     assert statuses == [504] * ABANDONED
     assert abandoned.reached == ABANDONED
     assert abandoned.ran_to_the_end == 0
