@@ -29,13 +29,13 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import psutil
 
 T = TypeVar("T")
-Measured = float | int | str | dict[str, object] | list[object] | None
+Measured = float | int | str | dict[Any, Any] | list[Any] | None
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,8 @@ class Beside:
     def __init__(self, normal: Callable[[], object]) -> None:
         self.normal = normal
         self.outcomes: Counter[object] = Counter()
-        self.worst_s, self.worst_outcome, self.worst_case = 0.0, None, ""
+        self.worst_s, self.worst_case = 0.0, ""
+        self.worst_outcome: object = None
         self._thread = ThreadPoolExecutor(1)
 
     def __enter__(self) -> Beside:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -99,9 +99,9 @@ def gated_repository(source: Path, target: Path, gates: Path) -> Path:
         TEST_MODEL: resnet_config(TEST_MODEL, PreprocessSpec(), GATED_BATCHING),
         names.CANNY: canny_config(CANNY_THREADS),
     }
-    for model in source.iterdir():
-        if model.is_dir() and model.name not in configs:
-            (target / model.name).symlink_to(model.resolve(), target_is_directory=True)
+    for folder in source.iterdir():
+        if folder.is_dir() and folder.name not in configs:
+            (target / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
     for model, config in configs.items():
         config["backend"] = "python"
         config.setdefault("parameters", {})[GATE_PARAMETER] = {"string_value": str(gates / model)}
@@ -128,7 +128,7 @@ class GatedTriton:
         return self.server.grpc_url
 
     async def behind_a_busy_resnet(
-        self, first: list[Awaitable[T]], then: list[Awaitable[T]], answered: int = 0
+        self, first: Sequence[Awaitable[T]], then: Sequence[Awaitable[T]], answered: int = 0
     ) -> list[T]:
         """Sends ``first`` and holds it at the ResNet's gate, then sends ``then``; opens the gate once Triton has
         queued all of ``then`` but the ``answered`` it answers at once (past the queue's bound, or its timeout).

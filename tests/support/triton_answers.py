@@ -73,7 +73,7 @@ async def _record(gated: GatedTriton) -> dict[str, dict[str, str]]:
     answers = {}
 
     def classify(data: bytes, **options: object) -> Call:
-        return lambda: client.infer(names.CLASSIFY, _encoded(data), **options)  # type: ignore[arg-type]
+        return lambda: client.infer(names.CLASSIFY, _encoded(data), **options)
 
     answers["deadline exceeded"] = await _hold_resnet(gated, classify(photo, client_timeout=0.5, timeout=500_000))
     answers["triton unreachable"] = await _answer(
