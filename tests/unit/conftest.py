@@ -4,6 +4,7 @@ server or the exported repository, or starts a Triton, a gateway or moto, fails 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,14 @@ MOVE = "it belongs in tests/integration (or tests/reliability): the unit tier st
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    asked = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+    """Fails a test that asks for one of the session's server fixtures (a module's own fixture of the same name, such
+    as a parsed Dockerfile called ``triton``, is fine)."""
+    here = Path(__file__).parent.relative_to(item.config.rootpath).as_posix()
+    resolved = getattr(item, "_fixtureinfo", None)
+    definitions = resolved.name2fixturedefs if resolved else {}
+    asked = {
+        name for name in SERVER_FIXTURES if name in definitions and not definitions[name][-1].baseid.startswith(here)
+    }
     if asked:
         pytest.fail(f"{item.nodeid} asks for {', '.join(sorted(asked))}: {MOVE}", pytrace=False)
 
