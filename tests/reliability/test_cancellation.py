@@ -14,6 +14,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ from servables import names
 from tests.support.figures import record
 from tests.support.gate import GatedTriton, running_gated_triton
 from tests.support.stack import Gateway
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.reliability
 ABANDONED = 4
@@ -252,26 +254,35 @@ def test_a_client_that_leaves_stops_its_edges_request(
 
 
 def test_an_edges_run_still_going_at_its_deadline_stops_itself(
-    own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
+    gated: GatedTriton, own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
 ) -> None:
     """Triton does not tell the ensemble step that is running; the deadline the gateway sends as a parameter does:
-    requests whose deadline passes in the middle of their Canny run (after decoding) stop there."""
+    requests whose deadline passes in the middle of their Canny run (after decoding) stop there. Each waits at
+    Canny's gate until shortly before its deadline, so the deadline passes mid-run whatever the CPU or its load."""
+    canny = Cpu(own_triton, names.CANNY)
     gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
-    _warm(gateway, body, Cpu(own_triton, names.CANNY))
-    started = time.monotonic()
+    _warm(gateway, body, canny)
+    before = canny()
     assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
-    whole_s = time.monotonic() - started  # decoding (about a fifth) then Canny
-    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=f"{0.6 * whole_s:.3f}")
-    with Abandonment(own_triton) as abandoned:
-        statuses = [
-            httpx.post(f"{hasty.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code
-            for _ in range(ABANDONED)
-        ]  # one at a time: each deadline passes while its own Canny run is going
+    # A run alone takes at least half its CPU time in wall time (two threads): it starts a quarter of that before
+    # its deadline, so the deadline passes while it runs.
+    lead_s = (canny() - before) / 4
+    deadline_s = float(HASTY_TIMEOUT_S)
+    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=HASTY_TIMEOUT_S)
+    statuses = []
+    with Abandonment(own_triton) as abandoned, ThreadPoolExecutor(1) as client:
+        for _ in range(ABANDONED):  # one at a time
+            with gated.canny.closed():
+                sent = time.monotonic()
+                answer = client.submit(httpx.post, f"{hasty.url}/v1/edges", content=body, headers=JPEG, timeout=60)
+                wait_until(lambda: gated.canny.held() == 1, "the request at Canny's gate")
+                time.sleep(max(0.0, sent + deadline_s - lead_s - time.monotonic()))  # the deadline's own clock
+            statuses.append(answer.result().status_code)
 
     record("edges past their deadline mid-Canny (16 MP): ran to the end", abandoned.ran_to_the_end,
-           unit=f"of {ABANDONED}", detail=f"{0.6 * whole_s:.2f} s deadline, answered {sorted(set(statuses))}; "
-           f"{abandoned}")  # fmt: skip
+           unit=f"of {ABANDONED}", detail=f"each run started {lead_s:.2f} s before its {deadline_s:g} s deadline, "
+           f"answered {sorted(set(statuses))}; {abandoned}")  # fmt: skip
     assert statuses == [504] * ABANDONED
     assert abandoned.reached == ABANDONED
     assert abandoned.ran_to_the_end == 0

@@ -85,11 +85,21 @@ class Figure:
         return f"{text} {self.unit}".strip()
 
     def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "goal": asdict(self.goal) if self.goal else None, "verdict": self.verdict}
+        fields = asdict(self) | {"measured": _jsonable(self.measured), "verdict": self.verdict}
+        return fields | {"goal": asdict(self.goal) if self.goal else None}
 
     def __str__(self) -> str:
         judged = f" (goal {self.goal}: {self.verdict})" if self.goal else ""
         return f"{self.value_text()}{judged}" + (f"; {self.detail}" if self.detail else "")
+
+
+def _jsonable(value: object) -> object:
+    """``value`` with every mapping key a string and bytes decoded, as JSON takes it."""
+    if isinstance(value, dict):
+        return {str(_jsonable(key)): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def current_test() -> str:

@@ -43,6 +43,7 @@ def test_the_older_form_is_a_measurement_of_the_running_test() -> None:
 def test_the_report_lists_goals_with_verdicts_then_measurements(tmp_path: Path) -> None:
     record("Triton killed -> first 503", 0.117, WITHIN_A_SECOND, detail="a | in the detail")
     FIGURES["soak requests"] = "1,200 in 60 s"
+    FIGURES["tricklers"] = {b"HTTP/1.1 408 Request Timeout": 50}  # as a socket reads it
     run = Run("pytest tests/reliability", "2026-12-06T08:00:00+00:00", 180.0, {"a::t": "passed", "a::u": "failed"})
     json_path, markdown_path = write(tmp_path, list(FIGURES.values()), run)
     markdown = markdown_path.read_text()
@@ -54,5 +55,7 @@ def test_the_report_lists_goals_with_verdicts_then_measurements(tmp_path: Path) 
     assert [(f["name"], f["verdict"]) for f in document["figures"]] == [
         ("Triton killed -> first 503", "met"),
         ("soak requests", None),
+        ("tricklers", None),
     ]
+    assert document["figures"][2]["measured"] == {"HTTP/1.1 408 Request Timeout": 50}
     assert document["figures"][0]["goal"] == {"unit": "s", "at_most": 1, "at_least": None, "bound": 5}
