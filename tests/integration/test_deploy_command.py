@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deploy.ecs import fetch_models
 from deploy.ecs.cli import main
@@ -32,15 +31,13 @@ from tests.support.deploy_inputs import (
     offline_aws_env,
     write_repository,
 )
+from tests.support.stack import running_moto
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture

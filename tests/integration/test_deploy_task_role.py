@@ -9,22 +9,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deploy.ecs import policies
 from deploy.ecs.dynamodb import create_table_if_missing
 from gateway.items.dynamodb import DynamoDBItemStore, make_client
 from gateway.items.store import ItemNotFound, PreconditionFailed
 from tests.support.deploy_inputs import ACCOUNT, REGION, deploy_config
+from tests.support.stack import running_moto
 
 
 @pytest.fixture
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with running_moto() as url:
+        yield url
 
 
 class Calls:

@@ -8,21 +8,18 @@ from pathlib import Path
 import boto3
 import pytest
 import torch
-from moto.server import ThreadedMotoServer
 
 from export.resnet import load_backbone
+from tests.support.stack import running_moto
 
 
 def test_weights_from_s3_are_the_uploaded_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     network = load_backbone("resnet18", "seed:7")
     path = tmp_path / "weights.pth"
     torch.save(network.state_dict(), path)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
+    with running_moto() as url:
         for key, value in {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ENDPOINT_URL": url,
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -31,6 +28,4 @@ def test_weights_from_s3_are_the_uploaded_network(tmp_path: Path, monkeypatch: p
         boto3.client("s3").create_bucket(Bucket="models")
         boto3.client("s3").upload_file(str(path), "models", "resnet18/weights.pth")
         from_s3 = load_backbone("resnet18", "s3://models/resnet18/weights.pth")
-    finally:
-        server.stop()
     assert torch.equal(from_s3.fc.weight, network.fc.weight)

@@ -227,7 +227,7 @@ def test_deadline_expiry_answers_504_and_the_request_does_not_run(
 
     wait_until(lambda: moved("failures") == count - held, "the queued requests counted as failed, not run")
     record(
-        "deadline burst", dict(statuses), detail=f"{held} held by the busy ResNet, the {count - held} queued dropped"
+        "deadline burst", dict(statuses), detail=f"{held} held by the busy ResNet, {count - held} queued and dropped"
     )
     assert moved("executions") == 1 and moved("inferences") == held  # the held batch ran, and nothing after it
 

@@ -57,7 +57,7 @@ class Goal:
         return value <= self.bound if self.at_most is not None else value >= self.bound
 
     def __str__(self) -> str:
-        target = f"<= {self.at_most:g}" if self.at_most is not None else f">= {self.at_least:g}"
+        target = f"<= {_number(self.at_most)}" if self.at_most is not None else f">= {_number(self.at_least)}"
         return f"{target} {self.unit}".strip()
 
 
@@ -78,10 +78,10 @@ class Figure:
         return "met" if self.goal.met(self.measured) else "missed"
 
     def value_text(self) -> str:
-        if isinstance(self.measured, float):
-            text = f"{self.measured:,.3g}" if abs(self.measured) < 100 else f"{self.measured:,.0f}"
+        if isinstance(self.measured, dict):
+            text = ", ".join(f"{key}: {value}" for key, value in self.measured.items())
         else:
-            text = str(self.measured)
+            text = _number(self.measured) if isinstance(self.measured, int | float) else str(self.measured)
         return f"{text} {self.unit}".strip()
 
     def to_json(self) -> dict[str, object]:
@@ -91,6 +91,13 @@ class Figure:
     def __str__(self) -> str:
         judged = f" (goal {self.goal}: {self.verdict})" if self.goal else ""
         return f"{self.value_text()}{judged}" + (f"; {self.detail}" if self.detail else "")
+
+
+def _number(value: float | None) -> str:
+    """Three significant digits below 100, whole numbers with thousands separators above."""
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def _jsonable(value: object) -> object:
@@ -174,7 +181,7 @@ def implied_rss_mib(url: str) -> float:
 def hold_rss(name: str, url: str, peak: PeakRss) -> None:
     """Record the gateway's peak RSS against the figure its settings imply (the goal and the bound alike)."""
     implied = implied_rss_mib(url)
-    hold(name, round(peak.mib), Goal("MiB", at_most=implied, bound=implied), detail=f"its settings imply {implied:.0f}")
+    hold(name, round(peak.mib), Goal("MiB", at_most=implied, bound=implied))
 
 
 class Beside:
