@@ -10,7 +10,9 @@ Recording a figure::
 
 A goal (``tests/support/goals.py``) carries the README's target, which decides the verdict in the report, and the
 looser bound a test asserts with ``hold``: one that catches a hang or a mechanism that broke, never a slow machine.
-Two tests of the same fact share one goal. ``record`` with no goal is a measurement, reported without a verdict.
+Two tests of the same fact share one goal (a new fact: a new constant there). ``record`` with a goal judges without
+asserting; with none, the figure is a measurement, reported without a verdict. ``hold_rss`` holds a gateway's
+peak RSS to what its settings imply.
 
 The older form still works, as a measurement::
 
