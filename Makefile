@@ -92,8 +92,8 @@ test: $(STAMP) browser $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what
 test-unit: $(STAMP)  ## the fast tier: no server, no export (the inner loop; under a minute)
 	$(PY) -m pytest tests/unit
 
-reliability: $(STAMP) $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)
-	$(PY) -m pytest -m reliability
+reliability: $(STAMP) $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## the reliability tier (faults, floods, hostile input) -> docs/reliability
+	$(PY) -m pytest tests/reliability --reliability-report docs/reliability
 
 bench: $(STAMP) models  ## every benchmark scenario on this machine -> docs/bench/cpu (about 10 minutes)
 	$(PY) -m bench --out docs/bench/cpu

@@ -25,8 +25,9 @@ BODY_COPIES = 5
 # Edge maps come back at 1 byte per pixel: gRPC's message, the protobuf answer and the array; then the array, its PNG
 # and the PNG's bytes.
 EDGE_MAP_BYTES_PER_PIXEL = 3
-# A byte of JSON parses into up to 24 bytes of Python objects ("{}," becomes an empty dict and a list slot).
-JSON_OBJECT_BYTES = 24
+# A byte of JSON parses into up to 48 bytes of Python objects: 44 measured (tracemalloc) for one-element lists nested
+# to the depth limit, the densest body an item may be (tests/unit/test_peak_rss.py).
+JSON_OBJECT_BYTES = 48
 # Per open connection beside its head: uvicorn's unread body (it pauses reading past HIGH_WATER_LIMIT, after one
 # socket read of up to 256,000 bytes from uvloop) and the request's own objects (about 64 KiB measured).
 CONNECTION_BYTES = HIGH_WATER_LIMIT + 256_000 + 64 * KiB

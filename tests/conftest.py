@@ -1,7 +1,10 @@
-"""Session fixtures that start real servers on free loopback ports and wait on their readiness."""
+"""Session fixtures that start real servers on free loopback ports and wait on their readiness; the torch cache the
+whole session sees; the reliability figures printed at the end, and written as a report with
+``--reliability-report DIR`` (``make reliability``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,8 +15,40 @@ import pytest
 
 from launcher.process import on_free_ports
 from launcher.triton import TritonServer
+from tests.support.gate import GatedTriton, running_gated_triton
 from tests.support.photos import load_photos
+from tests.support.reliability_report import Recorder
 from tests.support.stack import TEST_MODEL, TEST_REPOSITORY, TEST_WEIGHTS, Gateway, running_triton
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-report",
+        type=Path,
+        metavar="DIR",
+        help="write the figures, goals and verdicts to DIR/report.md and DIR/report.json",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite runs as on a host whose torch cache holds the ImageNet weights of the test model, whatever this
+    host's cache holds: TORCH_HOME, for this process and every one it starts, is a folder with a weights file where
+    torch.hub looks (a seeded random network under the published file's name). Tests of an empty or offline cache
+    point TORCH_HOME at their own folder."""
+    import torch
+    from torchvision.models import get_model
+
+    from export.weights import imagenet_weights
+
+    home = tmp_path_factory.mktemp("torch-home")
+    os.environ["TORCH_HOME"] = str(home)
+    cached = imagenet_weights(TEST_MODEL).cache_path
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(7)
+    torch.save(get_model(TEST_MODEL, weights=None).state_dict(), cached)
+    yield home
+    del os.environ["TORCH_HOME"]
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +75,13 @@ def test_repository() -> Path:
 @pytest.fixture(scope="session")
 def triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     with running_triton(test_repository, tmp_path_factory) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gated(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatedTriton]:
+    """A Triton whose ResNet and Canny wait while a test holds their gate closed (tests/support/gate.py)."""
+    with running_gated_triton(test_repository, tmp_path_factory) as server:
         yield server
 
 
@@ -74,10 +116,5 @@ def gateway(gateway_factory: Callable[..., Gateway], triton: TritonServer) -> Ga
     return gateway_factory(GATEWAY_TRITON_URL=triton.grpc_url)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.support.figures import FIGURES
-
-    if FIGURES:
-        terminalreporter.section("reliability figures")
-        for name, value in FIGURES.items():
-            terminalreporter.write_line(f"{name}: {value}")
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(Recorder(config), "reliability-figures")

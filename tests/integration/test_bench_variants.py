@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
 from google.protobuf import json_format
 
-from bench.variants import MissingExport, batching_of, bench_repository, resnet_variant, sweep_repository
-from servables.default import model_configs
+from bench.variants import batching_of, bench_repository, resnet_variant, sweep_repository
 from servables.names import CLASSIFY
-from servables.repository import read_config, write_configs
-from servables.specs import Batching, PreprocessSpec
+from servables.repository import read_config
+from servables.specs import Batching
 
 MODEL = "resnet18"
 
@@ -43,14 +41,6 @@ def test_bench_repository_links_the_export_and_adds_an_unbatched_twin(test_repos
         assert (target / name / "labels.txt").read_text() == (test_repository / MODEL / "labels.txt").read_text()
 
 
-def test_batching_settings_survive_a_write_and_a_read(tmp_path: Path) -> None:
-    batching = Batching(max_batch_size=64, max_queue_delay_us=500, preferred_batch_sizes=(4, 8), instances=2)
-    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), batching))
-    assert batching_of(tmp_path / "resnet50") == batching
-    write_configs(tmp_path, model_configs("resnet50", PreprocessSpec(), Batching(enabled=False)))
-    assert batching_of(tmp_path / "resnet50") == Batching(enabled=False)
-
-
 def test_gpu_variants_ask_for_gpu_instances(test_repository: Path) -> None:
     config = resnet_variant("x", test_repository / MODEL, Batching(instances=2), "cuda")
     assert config["instance_group"] == [{"count": 2, "kind": "KIND_GPU"}]
@@ -63,8 +53,3 @@ def test_a_sweep_point_serves_one_variant(test_repository: Path, tmp_path: Path)
     sweep_repository(test_repository, tmp_path / "point", MODEL, point, "cpu")
     assert sorted(p.name for p in (tmp_path / "point").iterdir()) == [MODEL]
     assert batching_of(tmp_path / "point" / MODEL) == point
-
-
-def test_a_repository_without_the_export_says_how_to_make_it(tmp_path: Path) -> None:
-    with pytest.raises(MissingExport, match="python -m export --model resnet50"):
-        bench_repository(tmp_path, tmp_path / "models", "resnet50", "cpu")

@@ -1,58 +1,22 @@
-"""deploy/grafana/dashboard.json asks only for series that exist: every PromQL query parses (a real PromQL
-parser), and every metric and label it names is in what a real gateway and a real Triton expose after serving."""
+"""deploy/grafana/dashboard.json asks only for series that exist: every metric and label it names is in what a real
+gateway and a real Triton expose after serving (its queries on their own: tests/unit/test_dashboard_queries.py)."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import cv2
 import httpx
 import numpy as np
-import promql_parser
 import pytest
 
 from launcher.triton import TritonServer
+from tests.support.dashboard import parse, queries, selectors, walk
 from tests.support.stack import Gateway
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboard.json"
-# Grafana's macros, replaced by Grafana before a query reaches Prometheus.
-MACROS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 # The text exposition format: `name{label="value",...} value [timestamp]`; comments start with '#'.
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+\S+")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"')
-
-
-def panels() -> list[dict[str, Any]]:
-    return [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] != "row"]
-
-
-def queries() -> list[str]:
-    return [target["expr"] for panel in panels() for target in panel["targets"]]
-
-
-def parse(query: str) -> Any:
-    for macro, value in MACROS.items():
-        query = query.replace(macro, value)
-    return promql_parser.parse(query)
-
-
-def walk(node: Any) -> Iterator[Any]:
-    """Every node of a parsed query, depth first."""
-    yield node
-    for attribute in ("lhs", "rhs", "expr", "param", "vector_selector"):
-        child = getattr(node, attribute, None)
-        if child is not None:
-            yield from walk(child)
-    for argument in getattr(node, "args", None) or ():
-        yield from walk(argument)
-
-
-def selectors(node: Any) -> list[Any]:
-    return [n for n in walk(node) if type(n).__name__ == "VectorSelector"]
 
 
 def scrape(url: str) -> dict[str, set[str]]:
@@ -83,12 +47,6 @@ def exposed(gateway: Gateway, triton: TritonServer, photos: dict[str, np.ndarray
     return gateway_series | triton_series
 
 
-def test_every_query_parses_as_promql() -> None:
-    assert queries()
-    for query in queries():
-        assert selectors(parse(query)), f"no metric in {query}"
-
-
 def test_every_metric_the_dashboard_names_is_exposed(exposed: dict[str, set[str]]) -> None:
     named = {selector.name for query in queries() for selector in selectors(parse(query))}
     assert not named - exposed.keys(), f"not exposed by the gateway or Triton: {sorted(named - exposed.keys())}"
@@ -107,34 +65,3 @@ def test_every_label_the_dashboard_filters_or_groups_by_exists(exposed: dict[str
                 available = set().union(*(exposed[s.name] for s in selectors(node.expr)))
                 missing = set(node.modifier.labels) - available
                 assert not missing, f"{query}: grouped by {missing}, which its series do not carry"
-
-
-def test_the_main_figures_are_there() -> None:
-    """Throughput, p99, errors by code, Triton's batch size and queue time (issue 16)."""
-    named = {selector.name for query in queries() for selector in selectors(parse(query))}
-    assert {
-        "gateway_requests_total",
-        "gateway_request_seconds_bucket",
-        "gateway_triton_call_seconds_bucket",
-        "gateway_inflight_requests",
-        "nv_inference_count",
-        "nv_inference_exec_count",
-        "nv_inference_queue_duration_us",
-        "nv_inference_request_success",
-        "nv_inference_request_failure",
-    } <= named
-    assert any("histogram_quantile(0.99" in query for query in queries())
-    assert any("by (status)" in query for query in queries())
-
-
-def test_every_panel_reads_the_chosen_prometheus() -> None:
-    """One datasource variable, so the JSON imports into any Grafana and the compose stack provisions it."""
-    dashboard = json.loads(DASHBOARD.read_text())
-    (variable,) = dashboard["templating"]["list"]
-    assert variable["type"] == "datasource" and variable["query"] == "prometheus"
-    reference = {"type": "prometheus", "uid": f"${{{variable['name']}}}"}
-    for panel in panels():
-        assert panel["datasource"] == reference
-        assert all(target["datasource"] == reference for target in panel["targets"])
-    ids = [panel["id"] for panel in dashboard["panels"]]
-    assert len(ids) == len(set(ids))

@@ -8,9 +8,6 @@ the deploy sends valid, idempotent requests in the right order, not that ECS wou
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,71 +15,35 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deploy.ecs import fetch_models
 from deploy.ecs.cli import main
-from deploy.ecs.config import DeployConfig, EcrImage
 from deploy.ecs.dynamodb import create_table_if_missing
 from deploy.ecs.errors import DeployError
 from deploy.ecs.model_repository import scan_repository
-from deploy.ecs.service import wait_until_stable
 from deploy.ecs.task_definition import GATEWAY, TRITON, container
-
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's account
-TRITON_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/tritonserve-triton:24.10-1"
-GATEWAY_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/tritonserve-gateway:0.1.0"
-BUCKET = "tritonserve-models-test"
-ROOT = Path(__file__).resolve().parents[2]
-
-MODEL_CONFIGS = {
-    "preprocess": 'name: "preprocess"\nbackend: "onnxruntime"\nmax_batch_size: 8\n',
-    "resnet50": 'name: "resnet50"\nbackend: "onnxruntime"\nmax_batch_size: 32\ndynamic_batching { }\n',
-    "edges": 'name: "edges"\nbackend: "onnxruntime"\nmax_batch_size: 8\n',
-    "classify": """name: "classify"
-platform: "ensemble"
-max_batch_size: 8
-output [ { name: "CLASSES" data_type: TYPE_STRING dims: [ -1 ] label_filename: "labels.txt" } ]
-ensemble_scheduling { step [ { model_name: "preprocess" model_version: -1 },
-                             { model_name: "resnet50" model_version: -1 } ] }
-""",
-}
-
-
-def write_repository(root: Path) -> Path:
-    """A model repository shaped like the real one, with small stand-ins for the ONNX files."""
-    for name, config in MODEL_CONFIGS.items():
-        (root / name).mkdir(parents=True)
-        (root / name / "config.pbtxt").write_text(config)
-        (root / name / "1").mkdir()  # an ensemble's stays empty, and Triton still needs it
-        if name == "classify":
-            (root / name / "labels.txt").write_text("tench\ngoldfish\n")
-        else:
-            (root / name / "1" / "model.onnx").write_bytes(f"not really onnx: {name}".encode() * 100)
-    return root
+from tests.support.deploy_inputs import (
+    ACCOUNT,
+    BUCKET,
+    GATEWAY_IMAGE,
+    REGION,
+    TRITON_IMAGE,
+    deploy_args,
+    offline_aws_env,
+    write_repository,
+)
+from tests.support.stack import running_moto
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials and no shared config: nothing here can reach a real account."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    # moto reports a new service's tasks as running (and its rollout completed) when told so.
-    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+    offline_aws_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -133,21 +94,6 @@ def infrastructure(aws: Any) -> dict[str, str]:
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
     return write_repository(tmp_path / "model_repository")
-
-
-def deploy_args(infrastructure: dict[str, str], repository: Path, *extra: str) -> list[str]:
-    return [
-        "--region", REGION,
-        "--cluster", infrastructure["cluster"],
-        "--subnets", infrastructure["subnets"],
-        "--security-groups", infrastructure["security_groups"],
-        "--listener-arn", infrastructure["listener_arn"],
-        "--bucket", BUCKET,
-        "--triton-image", TRITON_IMAGE,
-        "--gateway-image", GATEWAY_IMAGE,
-        "--model-repository", str(repository),
-        *extra,
-    ]  # fmt: skip
 
 
 def test_deploy_creates_the_stack_and_a_second_run_changes_nothing(
@@ -281,46 +227,6 @@ def test_a_changed_model_rolls_out_a_new_revision_and_keeps_the_old_models(
     assert any(key.startswith(f"models/{old_digest}/") for key in keys), "revision 1 must still find its models"
 
 
-def test_dry_run_prints_the_plan_and_calls_no_aws(
-    aws_env: None, repository: Path, infrastructure_offline: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with socket.socket() as sock:  # a port nothing listens on: any AWS call would fail
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")  # and there are no credentials to sign one with
-    args = deploy_args(infrastructure_offline, repository, "--endpoint-url", closed, "--dry-run")
-    result = subprocess.run(
-        [sys.executable, "-m", "deploy.ecs", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert out.startswith("Plan (dry run: nothing is sent to AWS)")
-    assert "[11/11] autoscaling 1..4 tasks" in out
-    digest = scan_repository(repository).digest
-    assert f"s3://{BUCKET}/models/{digest}" in out
-    assert "arn:aws:iam::<account-id>:role/tritonserve-task" in out
-
-
-@pytest.fixture
-def infrastructure_offline() -> dict[str, str]:
-    return {
-        "cluster": "gpu",
-        "subnets": "subnet-1,subnet-2",
-        "security_groups": "sg-1",
-        "listener_arn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/public/1/2",
-    }
-
-
-def test_deploy_refuses_a_repository_without_onnx_files(
-    aws_env: None, tmp_path: Path, infrastructure_offline: dict[str, str], capsys: Any
-) -> None:
-    repository = write_repository(tmp_path / "model_repository")
-    (repository / "resnet50" / "1" / "model.onnx").unlink()
-    assert main(deploy_args(infrastructure_offline, repository, "--dry-run")) == 1
-    err = capsys.readouterr().err
-    assert "resnet50/1/model.onnx is missing" in err and "python -m export" in err
-
-
 def test_deploy_refuses_credentials_of_another_account(
     aws: Any, moto_url: str, infrastructure: dict[str, str], repository: Path, capsys: Any
 ) -> None:
@@ -342,90 +248,6 @@ def test_create_table_if_missing_creates_once_and_refuses_another_key_schema(aws
     )
     with pytest.raises(DeployError, match="key schema"):
         create_table_if_missing(dynamodb, "other")
-
-
-class ListingOnlyS3:
-    """Lists the given keys; downloading anything fails the test."""
-
-    def __init__(self, keys: list[str]) -> None:
-        self.keys = keys
-
-    def get_paginator(self, _: str) -> ListingOnlyS3:
-        return self
-
-    def paginate(self, **_: Any) -> list[dict[str, Any]]:
-        return [{"Contents": [{"Key": key} for key in self.keys]}]
-
-    def download_file(self, *_: Any) -> None:
-        pytest.fail("nothing may be downloaded")
-
-
-@pytest.mark.parametrize("key", ["models/abc/../../etc/cron.d/x", "models/abc//etc/passwd"])
-def test_fetch_writes_nothing_outside_the_destination(key: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="refusing to write"):
-        fetch_models.fetch(ListingOnlyS3([key]), f"s3://{BUCKET}/models/abc", tmp_path)
-
-
-def test_fetch_without_a_repository_uri_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MODEL_REPOSITORY_URI", raising=False)
-    with pytest.raises(SystemExit, match="MODEL_REPOSITORY_URI is not set"):
-        fetch_models.main(["tritonserver"])
-
-
-class ScriptedEcs:
-    """Answers describe_services with one rollout state, forever: enough to drive the wait loop."""
-
-    def __init__(self, rollout: str, running: int) -> None:
-        self.rollout, self.running = rollout, running
-
-    def describe_services(self, **_: Any) -> dict[str, Any]:
-        deployment = {
-            "status": "PRIMARY",
-            "rolloutState": self.rollout,
-            "rolloutStateReason": "tasks failed to start",
-            "runningCount": self.running,
-            "desiredCount": 1,
-            "pendingCount": 1 - self.running,
-        }
-        return {"services": [{"deployments": [deployment], "events": []}]}
-
-
-def _config(wait_timeout_s: int) -> DeployConfig:
-    return DeployConfig(
-        name="tritonserve",
-        region=REGION,
-        cluster="gpu",
-        subnets=("subnet-1",),
-        security_groups=("sg-1",),
-        listener_arn="arn",
-        bucket=BUCKET,
-        triton_image=EcrImage.parse(TRITON_IMAGE),
-        gateway_image=EcrImage.parse(GATEWAY_IMAGE),
-        wait_timeout_s=wait_timeout_s,
-    )
-
-
-def test_waiting_is_bounded_by_the_timeout() -> None:
-    now = [0.0]
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    with pytest.raises(DeployError, match="not stable after 100 s"):
-        wait_until_stable(
-            ScriptedEcs("IN_PROGRESS", 0), _config(100), lambda _: None, clock=lambda: now[0], sleep=sleep
-        )
-    assert sum(sleeps) == 100 and max(sleeps) == 15
-
-
-def test_waiting_stops_at_a_failed_rollout() -> None:
-    def must_not_sleep(seconds: float) -> None:
-        pytest.fail(f"slept {seconds} s after the rollout failed")
-
-    with pytest.raises(DeployError, match="tasks failed to start.*rolls the service back"):
-        wait_until_stable(ScriptedEcs("FAILED", 0), _config(100), lambda _: None, sleep=must_not_sleep)
 
 
 def _environment(container_definition: dict[str, Any]) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """What an operator's scraper sees: process metrics, budgets read at scrape time, Triton's answers by version,
-Triton's own metrics through the gateway, the models Triton serves, and the request id handed to Triton."""
+Triton's own metrics through the gateway and the models Triton serves (the request id handed to Triton:
+tests/unit/test_request_id_inprocess.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ import cv2
 import httpx
 import numpy as np
 
-from gateway.app import create_app
-from gateway.settings import Settings
 from launcher.triton import TritonServer
-from tests.support.fake_triton import FakeTriton
 from tests.support.metrics import metric_samples
 from tests.support.stack import TEST_MODEL, Gateway
 
@@ -48,25 +46,3 @@ def test_metrics_models_and_triton_passthrough(
 
 def test_triton_metrics_route_absent_without_its_url(gateway: Gateway) -> None:
     assert httpx.get(f"{gateway.url}/metrics/triton").status_code == 404
-
-
-def test_request_id_reaches_triton(photos: dict[str, np.ndarray]) -> None:
-    """The id the client sent (or the gateway made) is the id of the Triton request: Triton's traces and error
-    messages carry it."""
-    from fastapi.testclient import TestClient
-
-    fake = FakeTriton()
-    sent: list[str] = []
-    infer = fake.infer
-
-    async def recording(model_name: str, inputs: list, **options: object) -> object:
-        sent.append(str(options["request_id"]))
-        return await infer(model_name, inputs, **options)
-
-    fake.infer = recording  # type: ignore[method-assign]
-    body = cv2.imencode(".jpg", photos["coffee"])[1].tobytes()
-    with TestClient(create_app(Settings(), triton_client=lambda _: fake)) as client:
-        answer = client.post("/v1/classify", content=body,
-                             headers={"content-type": "image/jpeg", "x-request-id": "trace-me-42"})  # fmt: skip
-    assert answer.status_code == 200
-    assert sent == ["trace-me-42"]

@@ -16,6 +16,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -27,14 +28,15 @@ import tritonclient.grpc as grpcclient
 
 from launcher.triton import TritonServer
 from servables import names
-from tests.support.figures import FIGURES
-from tests.support.stack import Gateway, running_triton
+from tests.support.figures import record
+from tests.support.gate import GatedTriton, running_gated_triton
+from tests.support.stack import Gateway
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.reliability
 ABANDONED = 4
-# Long enough for a request to reach Triton, half what decoding the photo below takes it here: every deadline passes
-# before the Canny step (an ensemble tells the steps it has not started, not the one running).
-HASTY_TIMEOUT_S = "0.1"
+# Long enough for a request to be decoded and reach Canny, which waits at its gate until every deadline has passed.
+HASTY_TIMEOUT_S = "2"
 JPEG = {"content-type": "image/jpeg"}
 
 
@@ -47,11 +49,17 @@ def large_photo(photos: dict[str, np.ndarray]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def own_triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+def gated(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatedTriton]:
     """A Triton for this module alone: Canny on a photo this large leaves ONNX Runtime's arena at gigabytes per
-    instance, for as long as the process lives."""
-    with running_triton(test_repository, tmp_path_factory) as server:
+    instance, for as long as the process lives. Its Canny waits while a test holds its gate (tests/support/gate.py);
+    open, the gate changes nothing."""
+    with running_gated_triton(test_repository, tmp_path_factory) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def own_triton(gated: GatedTriton) -> TritonServer:
+    return gated.server
 
 
 class Cpu:
@@ -135,11 +143,14 @@ def _warm(gateway: Gateway, body: bytes, canny: Cpu) -> None:
 
 
 def test_abandoned_edges_requests_stop_at_the_canny_step(
+    gated: GatedTriton,
     own_triton: TritonServer,
     gateway_factory: Callable[..., Gateway],
     large_photo: np.ndarray,
     photos: dict[str, np.ndarray],
 ) -> None:
+    """Requests whose deadline passes while they wait for Canny (held at its gate: so whatever the CPU) are handed to
+    Canny and stopped there: none runs to the end for nobody."""
     canny = Cpu(own_triton, names.CANNY_GRAPH)
     gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
@@ -149,16 +160,16 @@ def test_abandoned_edges_requests_stop_at_the_canny_step(
     one_run = canny() - before  # what Canny computes for this photo, alone
 
     hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=HASTY_TIMEOUT_S)
-    with Abandonment(own_triton) as abandoned:
+    with Abandonment(own_triton) as abandoned, gated.canny.closed():
         responses = asyncio.run(_posts(hasty.url, body, ABANDONED))
 
-    FIGURES["abandoned edges (16 MP, 100 ms deadline)"] = (
-        f"{ABANDONED} x {sorted({r.status_code for r in responses})}; {abandoned} the last 504 (a complete run: "
-        f"{one_run:.2f} s of CPU)"
-    )
+    record("abandoned edges (16 MP): ran to the end", abandoned.ran_to_the_end, unit=f"of {ABANDONED}",
+           detail=f"{HASTY_TIMEOUT_S} s deadline passed at Canny's gate, answered "
+           f"{sorted({r.status_code for r in responses})}; {abandoned} the last 504 (a complete run: {one_run:.2f} s "
+           "of CPU)")  # fmt: skip
     assert [r.status_code for r in responses] == [504] * ABANDONED, [r.text for r in responses]
     assert all(r.json()["error"]["code"] == "deadline_exceeded" for r in responses)
-    assert abandoned.reached >= 1  # the deadlines passed during decode: Canny was given abandoned requests
+    assert abandoned.reached >= 1  # the deadlines passed before Canny started: Canny was given abandoned requests
     assert abandoned.ran_to_the_end == 0  # each stopped: its ensemble failed instead of completing for nobody
 
     small = photos["chelsea"]
@@ -187,33 +198,43 @@ def test_a_client_that_leaves_stops_its_edges_request(
         for client in clients:
             client.close()
 
-    FIGURES["edges clients that left (16 MP)"] = f"{ABANDONED} disconnected while Triton decoded; {abandoned} they left"
+    record("edges clients that left (16 MP): ran to the end", abandoned.ran_to_the_end, unit=f"of {ABANDONED}",
+           detail=f"disconnected while Triton decoded; {abandoned} they left")  # fmt: skip
     assert gateway.log().count("POST /v1/edges 499") == ABANDONED
     assert abandoned.reached >= 1
     assert abandoned.ran_to_the_end == 0
 
 
 def test_an_edges_run_still_going_at_its_deadline_stops_itself(
-    own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
+    gated: GatedTriton, own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
 ) -> None:
     """Triton does not tell the ensemble step that is running; the deadline the gateway sends as a parameter does:
-    requests whose deadline passes in the middle of their Canny run (after decoding) stop there."""
+    requests whose deadline passes in the middle of their Canny run (after decoding) stop there. Each waits at
+    Canny's gate until shortly before its deadline, so the deadline passes mid-run whatever the CPU or its load."""
+    canny = Cpu(own_triton, names.CANNY_GRAPH)
     gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
-    _warm(gateway, body, Cpu(own_triton, names.CANNY_GRAPH))
-    started = time.monotonic()
+    _warm(gateway, body, canny)
+    before = canny()
     assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
-    whole_s = time.monotonic() - started  # decoding (about a fifth) then Canny
-    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=f"{0.6 * whole_s:.3f}")
-    with Abandonment(own_triton) as abandoned:
-        statuses = [
-            httpx.post(f"{hasty.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code
-            for _ in range(ABANDONED)
-        ]  # one at a time: each deadline passes while its own Canny run is going
+    # A run alone takes at least half its CPU time in wall time (two threads): it starts a quarter of that before
+    # its deadline, so the deadline passes while it runs.
+    lead_s = (canny() - before) / 4
+    deadline_s = float(HASTY_TIMEOUT_S)
+    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=HASTY_TIMEOUT_S)
+    statuses = []
+    with Abandonment(own_triton) as abandoned, ThreadPoolExecutor(1) as client:
+        for _ in range(ABANDONED):  # one at a time
+            with gated.canny.closed():
+                sent = time.monotonic()
+                answer = client.submit(httpx.post, f"{hasty.url}/v1/edges", content=body, headers=JPEG, timeout=60)
+                wait_until(lambda: gated.canny.held() == 1, "the request at Canny's gate")
+                time.sleep(max(0.0, sent + deadline_s - lead_s - time.monotonic()))  # the deadline's own clock
+            statuses.append(answer.result().status_code)
 
-    FIGURES[f"edges past their deadline mid-Canny (16 MP, {0.6 * whole_s:.2f} s deadline)"] = (
-        f"{ABANDONED} x {sorted(set(statuses))}; {abandoned}"
-    )
+    record("edges past their deadline mid-Canny (16 MP): ran to the end", abandoned.ran_to_the_end,
+           unit=f"of {ABANDONED}", detail=f"each run started {lead_s:.2f} s before its {deadline_s:g} s deadline, "
+           f"answered {sorted(set(statuses))}; {abandoned}")  # fmt: skip
     assert statuses == [504] * ABANDONED
     assert abandoned.reached == ABANDONED
     assert abandoned.ran_to_the_end == 0

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.items.sqlite import SQLiteItemStore
 from gateway.items.store import StoreUnavailable
-from tests.support.figures import FIGURES
+from tests.support.figures import record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 
@@ -86,10 +86,9 @@ async def test_an_external_write_lock_fails_writes_fast_and_leaves_reads_and_pin
         assert [found.id for found in listed.items] == [item.id]  # type: ignore[attr-defined]
     slowest_write = max(ms for _, ms in write_answers)
     slowest_read = max(ms for _, ms in read_answers + ping_answers + [(None, list_ms)])
-    FIGURES[f"sqlite {begin} held by another process: 20 writes -> 503, slowest"] = (
-        f"{slowest_write:.0f} ms (busy timeout {BUSY_TIMEOUT_S * 1000:.0f} ms)"
-    )
-    FIGURES[f"sqlite {begin} held by another process: slowest read/list/ping"] = f"{slowest_read:.1f} ms"
+    record(f"sqlite {begin} held by another process: 20 writes -> 503, slowest", slowest_write, unit="ms",
+           detail=f"busy timeout {BUSY_TIMEOUT_S * 1000:.0f} ms")  # fmt: skip
+    record(f"sqlite {begin} held by another process: slowest read/list/ping", slowest_read, unit="ms")
     replaced, _ = await store.put(item.id, {"n": 2})  # the lock is gone: writes go through again
     assert (replaced.version, replaced.data) == (2, {"n": 2})
     await store.close()

@@ -24,7 +24,7 @@ from launcher.triton import Ports, TritonServer
 from servables import default, names
 from servables import repository as repo
 from servables.specs import Batching, PreprocessSpec
-from tests.support.figures import FIGURES
+from tests.support.figures import record
 from tests.support.stack import TEST_MODEL, Gateway
 
 CLIENTS = 4
@@ -140,14 +140,12 @@ def test_version_swap_under_load(
     statuses = [status for status, _, _ in load.answers]
     latencies = sorted(seconds for _, seconds, _ in load.answers)
     failures = sum(status != 200 for status in statuses)
-    FIGURES["version swap: requests under load"] = len(statuses)
-    FIGURES["version swap: failed requests"] = failures
-    FIGURES["version swap: p50 / p99 latency (s)"] = (
-        f"{statistics.median(latencies):.3f} / {latencies[int(0.99 * (len(latencies) - 1))]:.3f}"
-    )
-    FIGURES["version swap: unpinned answers by the version they name"] = {
+    by_version = {
         v: sum(1 for *_, version in load.answers if version == v) for v in sorted({a[2] for a in load.answers})
     }
+    p50, p99 = statistics.median(latencies), latencies[int(0.99 * (len(latencies) - 1))]
+    record("version swap: failed requests", failures, unit=f"of {len(statuses)} under load",
+           detail=f"p50 / p99 latency {p50:.3f} / {p99:.3f} s; unpinned answers by version {by_version}")  # fmt: skip
     assert failures == 0, sorted(set(statuses))
     assert len(statuses) > CLIENTS
     # Every answer under the swap says what produced it, truly: each version's weights, and that version's classes.

@@ -19,13 +19,13 @@ import tritonclient.grpc as grpcclient
 
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
-from servables import default
-from servables.repository import write_configs
-from servables.specs import Batching
-from tests.support.figures import FIGURES, Beside, PeakRss, hold_rss, rss_mib
+from tests.support.figures import Beside, PeakRss, hold, hold_rss, record, rss_mib
+from tests.support.gate import GATED_BATCHING, GatedTriton
+from tests.support.goals import HEALTHZ_UNDER_LOAD, KILL_TO_503, MEAN_BATCH_AT_16, PHOTO_BESIDE_HOSTILE, SERVING_AGAIN
 from tests.support.hostile import corpus, unusual_but_valid
 from tests.support.probe import Probe
 from tests.support.stack import TEST_MODEL, Gateway, running_triton
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.reliability
 JPEG = {"content-type": "image/jpeg"}
@@ -66,12 +66,12 @@ def test_hostile_input_corpus(gateway: Gateway, photos: dict[str, np.ndarray]) -
             response = beside.send(case.name, partial(client.request, case.method, case.path, **case.kwargs))
             if response.status_code != case.status or not is_json_error(response):
                 wrong.append((case.name, response.status_code, response.text[:200]))
-    FIGURES["hostile cases tried"] = len(cases)
-    FIGURES["hostile cases answered 5xx"] = sum(1 for _, status, _ in wrong if status >= 500)
-    FIGURES["normal photo beside each hostile case (goal: within 2 s)"] = str(beside)
+    record("hostile cases answered 5xx", sum(1 for _, status, _ in wrong if status >= 500), unit="cases",
+           detail=f"of {len(cases)} tried; {len(wrong)} answered otherwise than their 4xx")  # fmt: skip
+    hold("normal photo beside each hostile case, slowest", beside.worst_s, PHOTO_BESIDE_HOSTILE, detail=str(beside))
     hold_rss("gateway RSS through the hostile corpus", gateway.url, peak)
     assert not wrong, wrong
-    assert set(beside.outcomes) == {200} and beside.worst_s < 30, beside  # a bound that catches a hang, no timing
+    assert set(beside.outcomes) == {200}, beside
     assert httpx.get(f"{gateway.url}/healthz").status_code == 200
 
 
@@ -127,8 +127,7 @@ def test_schemathesis_finds_no_server_error(fuzzed: Gateway) -> None:
                 failures.append(f"{case.method} {case.formatted_path}: {exc}")
 
         run()
-    FIGURES["schemathesis operations"] = operations
-    FIGURES["schemathesis failures"] = len(failures)
+    record("schemathesis failures", len(failures), unit="failures", detail=f"{operations} operations, 40 examples each")
     assert not failures, failures[:3]
 
 
@@ -170,27 +169,13 @@ def test_soak_mixed_traffic_has_no_5xx_and_stable_memory(
         asyncio.run(soak(per_worker=100, seconds=60))
     after = rss_mib(pid)
     total = sum(statuses.values())
-    FIGURES["soak requests"] = f"{total} in {time.monotonic() - started:.0f} s, statuses {dict(statuses)}"
-    FIGURES["soak gateway RSS"] = f"{before:.0f} MiB before, {after:.0f} MiB after"
+    seconds = time.monotonic() - started
+    record("soak requests", total, unit="requests", detail=f"in {seconds:.0f} s, statuses {dict(statuses)}")
+    record("soak gateway RSS growth", round(after - before, 1), unit="MiB", detail=f"{before:.0f} MiB before")
     hold_rss("soak gateway peak RSS", soaked.url, peak)
     assert total >= 200
     assert not [s for s in statuses if s >= 500], statuses
     assert after - before < 64, (before, after)
-
-
-def _small_queue_repository(test_repository: Path, target: Path) -> Path:
-    """The test repository with a ResNet whose queue holds 8 requests (batches of up to 8, the ensemble's own bound)."""
-    target.mkdir()
-    for model in test_repository.iterdir():
-        if model.is_dir() and model.name != TEST_MODEL:
-            (target / model.name).symlink_to(model, target_is_directory=True)
-    write_configs(
-        target,
-        {TEST_MODEL: default.classifier(TEST_MODEL).network_config(Batching(max_batch_size=8, max_queue_size=8))},
-    )
-    for name in ("1/model.onnx", "labels.txt"):
-        (target / TEST_MODEL / name).symlink_to(test_repository / TEST_MODEL / name)
-    return target
 
 
 async def _burst(url: str, path: str, data: bytes, count: int) -> list[httpx.Response]:
@@ -199,49 +184,52 @@ async def _burst(url: str, path: str, data: bytes, count: int) -> list[httpx.Res
 
 
 def test_triton_queue_full_burst_answers_429(
-    gateway_factory: Callable[..., Gateway], test_repository: Path, tmp_path: Path, photos: dict[str, np.ndarray]
+    gated: GatedTriton, gateway_factory: Callable[..., Gateway], photos: dict[str, np.ndarray]
 ) -> None:
-    repository = _small_queue_repository(test_repository, tmp_path / "repository")
-    with TritonServer(repository, Ports(*free_ports(3)), exit_timeout_s=5) as small:
-        front = gateway_factory(GATEWAY_TRITON_URL=small.grpc_url)
-        responses = asyncio.run(_burst(front.url, "/v1/classify", jpeg(photos["coffee"]), 64))
+    """While the ResNet is busy (held at its gate), its queue fills: the requests past its bound are answered 429
+    with Retry-After at once, and those it held are served once the ResNet is free, whatever the CPU."""
+    front = gateway_factory(GATEWAY_TRITON_URL=gated.grpc_url)
+    data, queued, refused = jpeg(photos["coffee"]), GATED_BATCHING.max_queue_size, 8
+
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=front.url, timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+            posts = [client.post("/v1/classify", content=data, headers=JPEG) for _ in range(1 + queued + refused)]
+            return await gated.behind_a_busy_resnet(posts[:1], posts[1:], answered=refused)
+
+    responses = asyncio.run(scenario())
     statuses = Counter(r.status_code for r in responses)
-    FIGURES["queue-full burst"] = dict(statuses)
-    assert set(statuses) == {200, 429}, statuses
+    record("queue-full burst", dict(statuses), detail=f"the ResNet busy, its queue of {queued} full")
+    assert statuses == Counter({200: 1 + queued, 429: refused}), statuses
     for response in responses:
         if response.status_code == 429:
             assert response.json()["error"]["code"] == "triton_queue_full"
             assert response.headers["retry-after"] == "1"
 
 
-def settled_inference_count(client: grpcclient.InferenceServerClient, model: str, timeout_s: float = 30) -> int:
-    """Triton's inference count once it stops moving (whatever was admitted has run or been dropped)."""
-
-    def count() -> int:
-        return int(client.get_inference_statistics(model, as_json=True)["model_stats"][0].get("inference_count", 0))
-
-    deadline = time.monotonic() + timeout_s
-    last = count()
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if (now := count()) == last:
-            return now
-        last = now
-    return last
-
-
 def test_deadline_expiry_answers_504_and_the_request_does_not_run(
-    gateway_factory: Callable[..., Gateway], test_repository: Path, tmp_path: Path, photos: dict[str, np.ndarray]
+    gated: GatedTriton, gateway_factory: Callable[..., Gateway], photos: dict[str, np.ndarray]
 ) -> None:
-    with TritonServer(test_repository, Ports(*free_ports(3)), exit_timeout_s=5) as own:
-        hasty = gateway_factory(GATEWAY_TRITON_URL=own.grpc_url, GATEWAY_CLASSIFY_TIMEOUT_S="0.3")
-        responses = asyncio.run(_burst(hasty.url, "/v1/classify", jpeg(photos["hubble"]), 48))
-        statuses = Counter(r.status_code for r in responses)
-        ran = settled_inference_count(grpcclient.InferenceServerClient(own.grpc_url), TEST_MODEL)
-    FIGURES["deadline burst"] = f"{dict(statuses)}; ResNet ran {ran} of 48"
-    assert statuses[504] > 0 and set(statuses) <= {200, 504}, statuses
-    assert ran < 48  # expired requests left the queue instead of running late
-    assert all(r.json()["error"]["code"] == "deadline_exceeded" for r in responses if r.status_code == 504)
+    """Requests whose deadline passes while the ResNet is busy (held at its gate) are answered 504 and leave
+    Triton's queue: once the ResNet is free, none of those that waited in the queue runs late."""
+    hasty = gateway_factory(GATEWAY_TRITON_URL=gated.grpc_url, GATEWAY_CLASSIFY_TIMEOUT_S="1")
+    count, before = 8, gated.stats(TEST_MODEL)
+    with gated.resnet.closed():
+        responses = asyncio.run(_burst(hasty.url, "/v1/classify", jpeg(photos["hubble"]), count))
+        held = gated.resnet.held()  # the batch the ResNet had started when the gate closed on it
+        wait_until(lambda: gated.pending(TEST_MODEL) == 0, "the expired requests leave the queue")
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == Counter({504: count}), statuses
+    assert all(r.json()["error"]["code"] == "deadline_exceeded" for r in responses)
+    assert 1 <= held < count
+
+    def moved(key: str) -> int:
+        return gated.stats(TEST_MODEL)[key] - before[key]
+
+    wait_until(lambda: moved("failures") == count - held, "the queued requests counted as failed, not run")
+    record(
+        "deadline burst", dict(statuses), detail=f"{held} held by the busy ResNet, {count - held} queued and dropped"
+    )
+    assert moved("executions") == 1 and moved("inferences") == held  # the held batch ran, and nothing after it
 
 
 def test_triton_killed_under_load_then_restarted(
@@ -292,12 +280,10 @@ def test_triton_killed_under_load_then_restarted(
         return to_503, recovery
 
     to_503, recovery = asyncio.run(scenario())
-    FIGURES["Triton kill -> first 503"] = f"{to_503:.2f} s"
-    FIGURES["Triton back -> gateway serving again"] = f"{recovery:.2f} s (no gateway restart)"
-    FIGURES["statuses during the kill/restart"] = dict(seen)
-    assert to_503 < 1.0
-    assert recovery < 10.0
+    record("statuses during the kill/restart", dict(seen))
     assert set(seen) <= {200, 503}, seen
+    hold("Triton killed -> first 503", to_503, KILL_TO_503)
+    hold("Triton back -> gateway serving again", recovery, SERVING_AGAIN, detail="no gateway restart")
 
 
 def test_store_outage_fails_crud_only(
@@ -332,7 +318,7 @@ def test_store_outage_fails_crud_only(
     assert ready.status_code == 503 and ready.json()["components"]["items"].startswith("unavailable")
     assert ready.json()["components"]["triton"] == "ready"
     assert classify_ok(front, jpeg(photos["coffee"]))
-    FIGURES["store outage -> CRUD 503 in"] = f"{took:.2f} s (inference kept answering 200)"
+    record("DynamoDB down -> CRUD answered 503 in", took, unit="s", detail="inference kept answering 200")
 
 
 def test_sigterm_finishes_accepted_requests_and_exits_0(
@@ -367,8 +353,8 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(
     assert front.process is not None
     code = front.process.wait(timeout=35)
     completed = sum(r.status_code == 200 for r in responses)
-    FIGURES["SIGTERM"] = (f"{count} requests in flight, {completed} completed with 200, exit code {code}, "
-                          f"stopped {time.monotonic() - signalled:.1f} s after the signal")  # fmt: skip
+    record("SIGTERM with requests in flight: completed", completed, unit=f"of {count}",
+           detail=f"exit code {code}, stopped {time.monotonic() - signalled:.1f} s after the signal")  # fmt: skip
     assert completed == count
     assert code == 0
     with pytest.raises(httpx.ConnectError):
@@ -428,32 +414,74 @@ def test_decode_pool_bounds_pixels_in_flight(
     with PeakRss(tight.process.pid) as peak, Probe(f"{tight.url}/healthz") as probe:
         responses = asyncio.run(flood())
     statuses = Counter(r.status_code for r in responses)
-    FIGURES["large-image flood"] = f"{dict(statuses)}; /healthz worst {probe.worst_ms:.0f} ms during it"
+    record("large-image flood", dict(statuses), detail="12 x a 3000x2600 JPEG, pixel budget for 3")
     hold_rss("large-image flood gateway RSS", tight.url, peak)
     assert set(statuses) <= {200, 429} and statuses[200] >= 1 and statuses[429] >= 1, statuses
-    assert probe.worst_ms < 2000
+    hold("/healthz worst during a large-image flood", probe.worst_ms, HEALTHZ_UNDER_LOAD)
 
 
 def test_full_image_budgets_stay_under_the_rss_the_settings_imply(
-    gateway_factory: Callable[..., Gateway], triton: TritonServer
+    gateway_factory: Callable[..., Gateway], gated: GatedTriton
 ) -> None:
     """Edge requests filling the body and pixel budgets at once, the image routes' worst (five copies of each body
     while it is sent, edge maps coming back): the peak stays under Settings.peak_rss_bytes, which the small
-    budgets and item limits here bring close to what the flood can reach."""
+    budgets and item limits here bring close to what the flood can reach. Canny waits at its gate until every
+    request is admitted or refused, so the budgets are full whatever the CPU."""
     noise = np.random.default_rng(0).integers(0, 256, (1600, 1600, 3), np.uint8)
     body = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()  # 4.8 MB, 2.56 M pixels
+    admitted, count = 9, 24  # the pixel budget holds 9 of them (the body budget, 13)
     full = gateway_factory(
-        GATEWAY_TRITON_URL=triton.grpc_url, GATEWAY_MAX_BODY_BYTES_IN_FLIGHT=str(64 << 20),
-        GATEWAY_MAX_PIXELS_IN_FLIGHT=str(9 * 1600 * 1600), GATEWAY_MAX_INFLIGHT="16", GATEWAY_SQLITE_READERS="1",
-        GATEWAY_MAX_PAGE_BYTES="65536", GATEWAY_MAX_ITEM_BYTES="4096", GATEWAY_EDGES_TIMEOUT_S="60",
+        GATEWAY_TRITON_URL=gated.grpc_url, GATEWAY_MAX_BODY_BYTES_IN_FLIGHT=str(64 << 20),
+        GATEWAY_MAX_PIXELS_IN_FLIGHT=str(admitted * 1600 * 1600), GATEWAY_MAX_INFLIGHT="16",
+        GATEWAY_SQLITE_READERS="1", GATEWAY_MAX_PAGE_BYTES="65536", GATEWAY_MAX_ITEM_BYTES="4096",
+        GATEWAY_EDGES_TIMEOUT_S="60",
     )  # fmt: skip
+
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=full.url, timeout=120, limits=httpx.Limits(max_connections=count)) as c:
+            with gated.canny.closed():
+                sent = [asyncio.create_task(c.post("/v1/edges", content=body, headers=JPEG)) for _ in range(count)]
+                await asyncio.to_thread(
+                    wait_until, lambda: sum(task.done() for task in sent) >= count - admitted, "the refusals"
+                )
+            return await asyncio.gather(*sent)
+
     assert full.process is not None
     with PeakRss(full.process.pid) as peak:
-        responses = asyncio.run(_burst(full.url, "/v1/edges", body, 24))
+        responses = asyncio.run(scenario())
     statuses = Counter(r.status_code for r in responses)
-    FIGURES["24 edge requests of 4.8 MB noise, budgets full"] = dict(statuses)
+    record(f"{count} edge requests of 4.8 MB noise, budgets full", dict(statuses))
     hold_rss("gateway RSS with its image budgets full", full.url, peak)
-    assert set(statuses) == {200, 429}, statuses
+    assert statuses == Counter({200: admitted, 429: count - admitted}), statuses
+
+
+def test_concurrent_classify_requests_share_resnet_executions(
+    gateway: Gateway, triton: TritonServer, photos: dict[str, np.ndarray]
+) -> None:
+    """16 clients in a closed loop through the gateway, 12 photos each: the mean batch the ResNet executed, from
+    Triton's own statistics (the goal is the benchmark's, at concurrency 16)."""
+    client, data, clients, each = grpcclient.InferenceServerClient(triton.grpc_url), jpeg(photos["coffee"]), 16, 12
+
+    def counts() -> tuple[int, int]:
+        stats = client.get_inference_statistics(TEST_MODEL, as_json=True)["model_stats"][0]
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+    async def loop(http: httpx.AsyncClient) -> list[int]:
+        return [(await http.post("/v1/classify", content=data, headers=JPEG)).status_code for _ in range(each)]
+
+    async def scenario() -> list[list[int]]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+            return await asyncio.gather(*(loop(http) for _ in range(clients)))
+
+    before = counts()
+    statuses = Counter(status for answers in asyncio.run(scenario()) for status in answers)
+    assert statuses == Counter({200: clients * each}), statuses
+    wait_until(lambda: counts()[0] - before[0] == clients * each, "Triton's statistics of every request")
+    inferences, executions = (now - then for now, then in zip(counts(), before, strict=True))
+    hold(
+        f"mean executed batch, {clients} concurrent classify clients", inferences / executions, MEAN_BATCH_AT_16,
+        detail=f"{inferences} requests in {executions} {TEST_MODEL} executions",
+    )  # fmt: skip
 
 
 def test_schemathesis_stateful_crud_links(fuzzed: Gateway) -> None:
@@ -477,4 +505,4 @@ def test_schemathesis_stateful_crud_links(fuzzed: Gateway) -> None:
         suppress_health_check=list(hypothesis.HealthCheck),
     )  # fmt: skip
     machine.TestCase().runTest()
-    FIGURES["schemathesis stateful"] = "25 sequences of up to 6 linked calls, no failure"
+    record("schemathesis stateful sequences", 25, unit="sequences", detail="up to 6 linked calls each, no failure")

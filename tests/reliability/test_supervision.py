@@ -1,8 +1,8 @@
 """``python -m launcher`` (what ``make serve`` runs) as a real process: ports checked first, faults healed.
 
 Triton killed, or one of its python-backend stubs killed: the gateway answers 503 (never a 5xx that says
-"broken"), and the launcher restarts Triton so classification answers again with no manual step. The times
-(goals: first 503 within 1 s, serving again within 10 s) go to the reliability summary.
+"broken"), and the launcher restarts Triton so classification answers again with no manual step. The times are
+held to the goals Triton killed behind a bare gateway is held to (tests/support/goals.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from launcher.process import free_ports, http_ok
-from tests.support.figures import FIGURES
+from tests.support.figures import hold, record
+from tests.support.goals import KILL_TO_503, SERVING_AGAIN
 from tests.support.stack import ROOT, TEST_MODEL
 
 pytestmark = pytest.mark.reliability
@@ -116,13 +117,11 @@ def _outage(stack: Stack, jpeg: bytes, kill: list[int], figure: str) -> None:
             time.sleep(0.1)
     assert recovered_at is not None, (statuses, stack.said())
     assert regions and not regions & stack.shared_memory()  # the killed Triton's shared memory was given back
-    FIGURES[f"launcher: {figure} -> first 503 (s), serving again (s), statuses"] = (
-        f"{first_503:.2f}, {recovered_at:.1f}, {statuses}" if first_503 is not None else f"none, {recovered_at:.1f}"
-    )
+    record(f"launcher: {figure}, statuses", statuses)
     assert set(statuses) <= {200, 503}, statuses
-    # The goals (first 503 within 1 s, serving within 10 s) are reported; the bounds here only catch a hang.
-    assert first_503 is not None and first_503 <= 5.0
-    assert recovered_at <= 30.0
+    assert first_503 is not None, statuses
+    hold(f"launcher: {figure} -> first 503", first_503, KILL_TO_503)
+    hold(f"launcher: {figure} -> serving again", recovered_at, SERVING_AGAIN, detail="the launcher restarted Triton")
 
 
 def test_a_killed_triton_is_restarted(stack: Stack, jpeg: bytes) -> None:

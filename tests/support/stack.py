@@ -1,4 +1,5 @@
-"""The real servers the suite runs on: the test model's repository, Triton on free ports, the gateway as a process."""
+"""The real servers the suite runs on: the test model's repository, Triton on free ports, the gateway as a process,
+moto's AWS server."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def running_triton(repository: Path, tmp_path_factory: pytest.TempPathFactory) -
     server = on_free_ports(3, lambda ports: TritonServer(repository, Ports(*ports), log_path=log).start())
     try:
         yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def running_moto() -> Iterator[str]:
+    """moto's AWS-protocol server (S3, DynamoDB, ECS...) on a free loopback port: its endpoint URL; stopped after."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
 

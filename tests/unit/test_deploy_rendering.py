@@ -183,22 +183,6 @@ def test_task_role_reads_only_the_model_prefix_and_writes_only_the_table(config:
     assert "s3:PutObject" not in everything and "s3:DeleteObject" not in everything
 
 
-def test_task_role_allows_every_call_the_gateway_item_store_makes(config: DeployConfig) -> None:
-    """A call missing from the policy would answer 503 on AWS only, never in local tests: catch it here."""
-    store = ROOT / "gateway" / "items" / "dynamodb.py"
-    if not store.is_file():
-        pytest.skip("the gateway's DynamoDB store is not in this tree")
-    calls = set(re.findall(r"_client\.([a-z_]+)\(", store.read_text())) - {"close"}
-    # TransactWriteItems has no IAM action: each Put/Update/Delete/ConditionCheck in it needs the item action.
-    actions = {"dynamodb:" + name.title().replace("_", "") for name in calls - {"transact_write_items"}}
-    if "transact_write_items" in calls:
-        actions |= {
-            f"dynamodb:{op}Item" for op in re.findall(r'\{"(Put|Update|Delete|ConditionCheck)"', store.read_text())
-        }
-    statements = {s["Sid"]: s for s in policies.task_role_policy(config, ACCOUNT)["Statement"]}
-    assert actions <= set(_actions(statements["ItemsCrud"]))
-
-
 def test_execution_role_pulls_only_the_two_repositories_and_writes_only_the_log_group(
     config: DeployConfig,
 ) -> None:

@@ -96,9 +96,8 @@ def test_fp16_export_keeps_a_float32_interface() -> None:
     assert out.dtype == np.float32
 
 
-def test_weights_seed_pth_and_s3_load_the_same_network(tmp_path: Path) -> None:
-    from moto.server import ThreadedMotoServer
-
+def test_weights_seed_and_pth_load_the_same_network(tmp_path: Path) -> None:
+    """(From S3 too: tests/integration/test_weights_s3.py, against moto.)"""
     first, again = load_backbone("resnet18", "seed:7"), load_backbone("resnet18", "seed:7")
     other = load_backbone("resnet18", "seed:8")
     assert torch.equal(first.fc.weight, again.fc.weight)
@@ -107,28 +106,6 @@ def test_weights_seed_pth_and_s3_load_the_same_network(tmp_path: Path) -> None:
     path = tmp_path / "weights.pth"
     torch.save(first.state_dict(), path)
     assert torch.equal(load_backbone("resnet18", str(path)).fc.weight, first.fc.weight)
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        env = {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            import boto3
-
-            boto3.client("s3").create_bucket(Bucket="models")
-            boto3.client("s3").upload_file(str(path), "models", "resnet18/weights.pth")
-            from_s3 = load_backbone("resnet18", "s3://models/resnet18/weights.pth")
-    finally:
-        server.stop()
-    assert torch.equal(from_s3.fc.weight, first.fc.weight)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ own parsing runs; the real-server tests (test_gateway.py) stay the proof that Tr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from gateway.settings import Settings
 from servables import names
 from tests.support.fake_triton import FakeTriton
 from tests.support.stack import TEST_MODEL
+from tests.support.triton_answers import RECORDED as RECORDED_ANSWERS
 
 
 @pytest.fixture
@@ -59,29 +61,39 @@ def test_the_upload_reaches_triton_as_it_came(client: TestClient, fake: FakeTrit
     assert tensors[names.IMAGE].tobytes() == jpeg  # bytes to Triton: exactly the upload, nothing decoded
 
 
-@pytest.mark.parametrize(
-    ("status", "message", "error"),
-    [
-        ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", Error.DEADLINE_EXCEEDED),
-        ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", Error.TRITON_UNAVAILABLE),
-        ("StatusCode.NOT_FOUND", "Request for unknown model: 'classify' is not found", Error.TRITON_UNAVAILABLE),
-        ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", Error.TRITON_QUEUE_FULL),
-        (
-            "StatusCode.INVALID_ARGUMENT",
-            "in ensemble 'classify', corrupt_image: the JPEG is truncated",
-            Error.CORRUPT_IMAGE,
-        ),
-        ("StatusCode.INVALID_ARGUMENT", "in ensemble 'classify', image_too_large: 9000x9000", Error.IMAGE_TOO_LARGE),
-        ("StatusCode.INVALID_ARGUMENT", "unexpected shape for input 'IMAGE'", Error.INVALID_IMAGE),
-        ("StatusCode.RESOURCE_EXHAUSTED", "message larger than max", Error.PAYLOAD_TOO_LARGE),
-        ("StatusCode.CANCELLED", "Cancelled", Error.CANCELLED),
-        ("StatusCode.INTERNAL", "onnxruntime: something broke", Error.TRITON_ERROR),
-    ],
-)
+# What the gateway answers to each of Triton's answers, recorded from a real Triton (tests/support/triton_answers.py).
+ANSWERED_AS = {
+    "deadline exceeded": Error.DEADLINE_EXCEEDED,
+    "triton unreachable": Error.TRITON_UNAVAILABLE,
+    "unknown model": Error.TRITON_UNAVAILABLE,
+    "unknown model version": Error.MODEL_VERSION_NOT_FOUND,
+    "queue full": Error.TRITON_QUEUE_FULL,
+    "corrupt image": Error.CORRUPT_IMAGE,
+    "image too large": Error.IMAGE_TOO_LARGE,
+    "wrong input shape": Error.INVALID_IMAGE,
+    "answer over the channel's message limit": Error.PAYLOAD_TOO_LARGE,
+    "run stopped past its deadline": Error.CANCELLED,
+    "onnxruntime failed": Error.TRITON_ERROR,
+    "model instance lost": Error.TRITON_UNAVAILABLE,
+}
+RECORDED = json.loads(RECORDED_ANSWERS.read_text())
+
+
+def recorded(case: str) -> InferenceServerException:
+    """Triton's answer, as tritonclient raises it."""
+    return InferenceServerException(RECORDED[case]["message"], status=RECORDED[case]["status"])
+
+
+def test_every_recorded_triton_answer_has_its_expected_code() -> None:
+    assert set(RECORDED) == set(ANSWERED_AS)
+
+
+@pytest.mark.parametrize("case", sorted(ANSWERED_AS))
 def test_triton_errors_answer_their_registered_code(
-    client: TestClient, fake: FakeTriton, jpeg: bytes, status: str, message: str, error: Error
+    client: TestClient, fake: FakeTriton, jpeg: bytes, case: str
 ) -> None:
-    fake.error = InferenceServerException(message, status=status)
+    error = ANSWERED_AS[case]
+    fake.error = InferenceServerException(RECORDED[case]["message"], status=RECORDED[case]["status"])
     answer = client.post("/v1/classify", content=jpeg, headers={"content-type": "image/jpeg"})
     assert answer.status_code == error.status
     assert answer.json()["error"]["code"] == error.code
@@ -99,7 +111,7 @@ def test_header_refusals_never_reach_triton(client: TestClient, fake: FakeTriton
         assert (answer.status_code, answer.json()["error"]["code"]) == (error.status, error.code)
     assert fake.sent == []
     # Cut after its header: the gateway cannot tell without decoding, so Triton's decode step has the last word.
-    fake.error = InferenceServerException("corrupt_image: the JPEG is truncated", status="StatusCode.INVALID_ARGUMENT")
+    fake.error = recorded("corrupt image")
     cut = client.post("/v1/classify", content=jpeg[:1000], headers={"content-type": "image/jpeg"})
     assert (cut.status_code, cut.json()["error"]["code"]) == (422, Error.CORRUPT_IMAGE.code)
     assert len(fake.sent) == 1

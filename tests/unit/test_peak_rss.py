@@ -1,46 +1,49 @@
-"""The peak RSS per process that a gateway's settings imply: what each unit of a budget or limit adds to it, and
-where an operator reads it (the start-up log, /metrics). The reliability tests hold real processes to it."""
+"""The peak RSS per process that a gateway's settings imply: a term measured in-process (what a byte of JSON costs),
+and where an operator reads the figure (the start-up log, /metrics). The reliability tests hold real processes to
+it, their connections to its per-connection term (tests/reliability/test_peak_rss_terms.py)."""
 
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.items.dynamodb import POOL_SIZE
-from gateway.settings import (
-    BODY_COPIES,
-    CONNECTION_BYTES,
-    EDGE_MAP_BYTES_PER_PIXEL,
-    JSON_OBJECT_BYTES,
-    PROBE_CONNECTIONS,
-    KiB,
-    MiB,
-    Settings,
-)
+from gateway.items.document import MAX_DEPTH, parse_object
+from gateway.settings import JSON_OBJECT_BYTES, MiB, Settings
 
 
-def test_each_unit_of_a_budget_costs_the_copies_made_of_it() -> None:
-    base = Settings()
+def _densest_items(size: int) -> dict[str, bytes]:
+    """Item bodies of ``size`` bytes made of what costs Python the most memory per byte of JSON."""
 
-    def more(**changes: object) -> int:
-        return Settings(**changes).peak_rss_bytes - base.peak_rss_bytes
+    def items(unit: str) -> bytes:
+        prefix, suffix = '{"a":[', "]}"
+        return (prefix + ",".join([unit] * ((size - len(prefix) - len(suffix)) // (len(unit) + 1))) + suffix).encode()
 
-    assert more(max_body_bytes_in_flight=base.max_body_bytes_in_flight + MiB) == BODY_COPIES * MiB
-    assert more(max_pixels_in_flight=base.max_pixels_in_flight + 1000) == EDGE_MAP_BYTES_PER_PIXEL * 1000
-    # Each open connection with a head, uvicorn's buffer and an item body parsed (the larger of that and a listing
-    # page answer at the defaults).
-    assert more(max_head_bytes=base.max_head_bytes + KiB) == (base.max_connections + PROBE_CONNECTIONS) * KiB
-    assert more(max_connections=base.max_connections + 1) == (
-        CONNECTION_BYTES + base.max_head_bytes + JSON_OBJECT_BYTES * base.max_item_bytes
-    )
-    # Pages are built on the store's threads: SQLite's readers, or DynamoDB's pool.
-    page = JSON_OBJECT_BYTES * (base.max_page_bytes + base.max_item_bytes)
-    assert more(sqlite_readers=base.sqlite_readers + 1) == page
-    assert more(item_store="dynamodb") == (POOL_SIZE - base.sqlite_readers) * page
+    return {
+        "lists of one element nested to the depth limit": items("[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2)),
+        "lists of one empty list": items("[[]]"),
+        "empty objects": items("{}"),
+        "objects of one key": items('{"a":0}'),
+        "zeros": items("0"),
+    }
+
+
+def test_a_byte_of_json_parses_into_at_most_json_object_bytes() -> None:
+    """Measured, not restated: the peak memory parse_object allocates for the densest bodies an item may be, per
+    byte of JSON (the item and page terms of Settings.peak_rss_bytes count JSON_OBJECT_BYTES a byte)."""
+    per_byte = {}
+    for name, body in _densest_items(Settings().max_item_bytes).items():
+        tracemalloc.start()
+        try:
+            parse_object(body)
+            per_byte[name] = tracemalloc.get_traced_memory()[1] / len(body)
+        finally:
+            tracemalloc.stop()
+    assert max(per_byte.values()) <= JSON_OBJECT_BYTES, per_byte
 
 
 def test_the_figure_is_logged_at_start_and_exposed_as_a_gauge(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -183,23 +183,12 @@ def make_install(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_make_install_syncs_the_venv_to_the_lock(make_install: str) -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    uv_version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.MULTILINE)
-    assert uv_version
+    """What `make install` runs on a fresh clone, against what it must produce: uv sync --locked with every extra a
+    CPU host needs (all of pyproject.toml's but the GPU one), through the uv this venv holds."""
     assert "python3 -m venv" in make_install
-    assert f'pip install --quiet --upgrade pip "uv=={uv_version[1]}"' in make_install
     sync = next(line for line in make_install.splitlines() if " sync " in line)
-    assert "uv sync --locked" in sync
-    # `make install` installs every command's extras (tests/unit/test_make_extras.py checks each command's).
-    assert sorted(part.strip() for part in sync.split("--extra ")[1:]) == ["bench", "export", "otel", "test", "triton"]
+    assert "--locked" in sync.split()
+    extras = {part.split()[0] for part in sync.split("--extra ")[1:]}
+    assert extras == set(pyproject()["project"]["optional-dependencies"]) - {"gpu"}
+    assert f'"uv=={importlib.metadata.version("uv")}"' in make_install
     assert "pip install -e" not in make_install and "uv pip install" not in make_install
-
-
-def test_make_lock_is_the_one_upgrade_command() -> None:
-    dry_run = subprocess.run(
-        ["make", "--no-print-directory", "-n", "lock"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
-    assert dry_run.strip().splitlines()[-2:] == [
-        ".venv/bin/uv lock --upgrade",
-        ".venv/bin/uv lock --upgrade --no-python-downloads --project deploy/ecs/triton-env",
-    ]
