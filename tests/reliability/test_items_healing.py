@@ -121,7 +121,9 @@ async def test_a_file_made_read_only_then_writable_is_written_again_without_a_re
         with pytest.raises(StoreUnavailable):
             await store.create({"n": 3})
         assert (await store.get(item.id)).data == {"n": 1}  # reads still answer
-        await store.ping()
+        with pytest.raises(StoreUnavailable, match="cannot be written"):  # and readiness says why writes fail
+            await store.ping()
+    await store.ping()  # writable again: ready, no restart
     replaced, _ = await store.put(item.id, {"n": 2})
     assert (replaced.version, replaced.data) == (2, {"n": 2})
     assert (await store.get(item.id)).data == {"n": 2}

@@ -1,7 +1,7 @@
 """``python -m launcher`` (what ``make serve`` runs) as a real process tree, on a small repository of its own.
 
-The launcher needs little of the real repository (a ``classify`` config naming its weights, and the model file
-``--model`` points at), and what these tests check (processes, ports, restarts, versions) does not depend on the
+The launcher needs little of the real repository (a ``classify`` config, and the identity of the network
+``--model`` names), and what these tests check (processes, ports, restarts, versions) does not depend on the
 ResNet: a repository of tiny python-backend models starts in seconds. ``classify`` waits in ``initialize`` while
 its ``WEDGE_FILE`` exists, so a test can make a Triton that never becomes ready; ``versioned`` has two versions.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.process import free_ports, http_ok, port_is_free
+from servables.classification import Identity
 from tests.support.stack import ROOT
 
 TINY_MODEL = """
@@ -44,8 +45,8 @@ class TritonPythonModel:
 """
 
 
-def _config(name: str, wedge: Path | None, weights: str = "") -> str:
-    parameters = [("WEDGE_FILE", str(wedge or "")), *([("weights", weights)] if weights else [])]
+def _config(name: str, wedge: Path | None) -> str:
+    parameters = [("WEDGE_FILE", str(wedge or ""))]
     return (
         f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\nversion_policy {{ all {{ }} }}\n'
         'input { name: "IN" data_type: TYPE_FP32 dims: 1 }\noutput { name: "OUT" data_type: TYPE_FP32 dims: 1 }\n'
@@ -65,16 +66,15 @@ def write_version(repository: Path, model: str, version: int) -> Path:
 
 
 def tiny_repository(folder: Path, wedge: Path) -> Path:
-    """``classify`` (wedged while ``wedge`` exists; it also holds the ``model.onnx`` the launcher looks for) and
+    """``classify`` (wedged while ``wedge`` exists; it also holds the ``identity.json`` the launcher looks for) and
     ``versioned`` (versions 1 and 2, version policy all)."""
     repository = folder / "repository"
     for name, versions in (("classify", 1), ("versioned", 2)):
         (repository / name).mkdir(parents=True)
-        weights = "seed:0" if name == "classify" else ""
-        (repository / name / "config.pbtxt").write_text(_config(name, wedge if name == "classify" else None, weights))
+        (repository / name / "config.pbtxt").write_text(_config(name, wedge if name == "classify" else None))
         for version in range(1, versions + 1):
             write_version(repository, name, version)
-    (repository / "classify" / "1" / "model.onnx").write_bytes(b"")  # what --model classify checks for
+    Identity("1", "seed:0").write(repository / "classify" / "1")  # what --model classify checks for
     return repository
 
 
