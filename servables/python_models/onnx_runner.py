@@ -6,6 +6,11 @@ batch axis and run as one ONNX Runtime call (that is what batching buys); reques
 images of different sizes) run one by one. Uses the CUDA execution provider on a GPU instance when the
 installed onnxruntime has it, else the CPU.
 
+A batch of several images runs in slices, one per core, each in one thread of a single-threaded session; a lone
+image (and what is left of a batch that does not divide evenly) runs on all cores in the multi-threaded session.
+ONNX Runtime's parallel loops end with the caller waiting, busy, for every worker's share: when another process
+holds a worker's core, the caller's core burns too (``Slices`` says what that cost).
+
 Nothing runs long for a client that has gone. Triton marks a request cancelled when its gRPC call is cancelled or
 its deadline passes, and an ensemble marks the steps it has not started yet, not the one running: a run whose
 requests are all cancelled, or all past the deadline their client sent as a parameter (which ensembles pass to
@@ -16,6 +21,7 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
@@ -47,6 +53,11 @@ class TritonPythonModel:
         self.outputs = [tensor["name"] for tensor in config["output"]]
         self.batched = config.get("max_batch_size", 0) > 0
         self.watch = CancelWatch()
+        threads = options.intra_op_num_threads or len(os.sched_getaffinity(0))
+        self.slices = None
+        if config.get("max_batch_size", 0) > 1 and threads > 1 and len(providers) == 1:  # batches, on the CPU
+            options.intra_op_num_threads = 1
+            self.slices = Slices(ort.InferenceSession(path, options, providers=providers), threads)
 
     def execute(self, requests):
         feeds = {i: self._feeds(request) for i, request in enumerate(requests)}
@@ -82,14 +93,54 @@ class TritonPythonModel:
         return groups.values()
 
     def _run(self, feeds, options):
+        stacked = feeds[0] if len(feeds) == 1 else {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+        if self.slices is None:
+            outputs = self.session.run(self.outputs, stacked, options)
+        else:
+            outputs = self.slices.run(self.session, self.outputs, stacked, options)
         if len(feeds) == 1:
-            return [self.session.run(self.outputs, feeds[0], options)]
-        sizes = [len(next(iter(feed.values()))) for feed in feeds]
-        stacked = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
-        outputs = self.session.run(self.outputs, stacked, options)
-        bounds = np.cumsum(sizes)[:-1]
+            return [outputs]
+        bounds = np.cumsum([len(next(iter(feed.values()))) for feed in feeds])[:-1]
         split = [np.split(array, bounds) for array in outputs]
         return [[parts[i] for parts in split] for i in range(len(feeds))]
+
+
+class Slices:
+    """A batch of ``n`` images as ``threads`` equal slices run at once on a single-threaded session, each in a
+    thread of its own (ONNX Runtime releases the GIL), then the ``n mod threads`` left over on the multi-threaded
+    session: every core works on its own images, with one wait per batch instead of one per parallel loop.
+
+    ResNet-50, 2 cores shared with the other processes of the stack: 74-78 CPU-ms per image against 92-101 for
+    the two-threaded session at the same batches (gRPC straight to the network, concurrency 16, interleaved).
+    Two instances of one thread each cost the same as slices at concurrency 16, but run a lone image on one core.
+    """
+
+    def __init__(self, session, threads):
+        self.session = session
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="slice")
+
+    def run(self, whole, outputs, feeds, options):
+        total = len(next(iter(feeds.values())))
+        width = total // self.threads
+        if width == 0:
+            return whole.run(outputs, feeds, options)
+        cut = width * self.threads
+        futures = [
+            self.pool.submit(self.session.run, outputs, _rows(feeds, start, start + width), options)
+            for start in range(width, cut, width)
+        ]
+        try:
+            results = [self.session.run(outputs, _rows(feeds, 0, width), options), *(f.result() for f in futures)]
+            if cut < total:
+                results.append(whole.run(outputs, _rows(feeds, cut, total), options))
+        finally:  # the inputs are Triton's shared memory: no slice may outlive this call
+            wait(futures)
+        return [np.concatenate(arrays) for arrays in zip(*results, strict=True)]
+
+
+def _rows(feeds, start, stop):
+    return {name: array[start:stop] for name, array in feeds.items()}
 
 
 class CancelWatch:
