@@ -7,20 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import goals, profile
+from bench import goals, model_step, profile
 from bench.costs import Measurement, PriceTable, measurements, measurements_from_report, rank_routes
 from bench.inputs import PHONE_PHOTOGRAPHS, PHONE_SIZE, PHOTOGRAPHS, SHORT_SIDE, camera_photographs, photographs
 from bench.machine import machine_info
+from bench.ort_alone import Point, best
 from bench.results import Report, Scenario
 from bench.stack import StackOptions, running_stack, say
 from bench.suite import CRUD_LOADED, GRPC_RESNET, Inputs, Plan, SuiteResult, run_suite
 from bench.sweep import SweepPlan, run_sweep
-from bench.variants import bench_repository
+from bench.variants import bench_repository, exported_model
+from servables.repository import read_config
 
 
 @dataclass(frozen=True)
@@ -142,8 +148,24 @@ def _gpu_rate(options: RunOptions, result: SuiteResult) -> tuple[float | None, s
     return best
 
 
+def ort_alone(options: RunOptions, plan: Plan) -> list[Point]:
+    """ONNX Runtime alone on the exported network (``bench.ort_alone``), in a process of its own; none on a GPU."""
+    if options.device != "cpu":
+        return []
+    folder = exported_model(options.repository, options.model)
+    crop = read_config(folder / "config.pbtxt").input[0].dims[-1]
+    say(f"ONNX Runtime alone: {options.model} at batches {plan.ort_batches}, {plan.ort_seconds:g} s each setting")
+    command = [
+        sys.executable, "-m", "bench.ort_alone", str(folder / "1" / "model.onnx"), "--json", "--crop", str(crop),
+        "--batches", ",".join(map(str, plan.ort_batches)), "--seconds", str(plan.ort_seconds),
+    ]  # fmt: skip
+    answer = subprocess.run(command, capture_output=True, text=True, check=True)
+    return [Point(**point) for point in json.loads(answer.stdout)]
+
+
 def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
     """Every scenario against one stack; the report's contents."""
+    started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
     inputs = _inputs(options.quick)
@@ -151,17 +173,27 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
     models = bench_repository(
         options.repository, workdir / "models", options.model, options.device, options.fp16_repository
     )
+    points = ort_alone(options, plan)  # before the stack: nothing else running
     stack_options = StackOptions(options.model, options.weights, options.device, options.gateway_workers)
     with running_stack(workdir / "models", workdir, stack_options) as stack:
         result = asyncio.run(run_suite(plan, stack, models, inputs, workdir))
     say("timing the path's own steps in-process")
     steps = profile.gateway_steps_ms(jpegs, repeats=3 if options.quick else 30)
-    paths = profile.classify_paths(result.measured, (1, options.ratio_level))
+    paths = profile.classify_paths(result.measured, (1, options.ratio_level), models.resnet, result.classify_steps)
     gpu_rate, gpu_where = _gpu_rate(options, result)
     scenarios = [item.scenario for item in result.measured.values()]
     low = min(plan.levels)
     high = options.ratio_level if options.ratio_level in plan.levels else max(plan.levels)
     routes, compared = _routes(scenarios, options)
+    cores = len(os.sched_getaffinity(0))
+    steps_alone = (
+        [
+            model_step.ort_alone_section(points),
+            model_step.model_step_section(result.measured, models.resnet, points, cores),
+        ]
+        if points
+        else []
+    )
     return Report(
         title=f"Benchmark: {options.model} on {_where(machine, options.device)}",
         started_at=started_at,
@@ -173,8 +205,9 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
         p99_target_ms=options.p99_target_ms,
         prices=options.prices,
         notes=_common_notes(options, jpegs, machine) + _suite_notes(plan, options, result, inputs) + compared,
-        goals=goals.goals(scenarios, options.ratio_level, options.device, paths),
+        goals=goals.goals(scenarios, options.ratio_level, options.device, paths, best(points), result.headline),
         sections=[
+            *steps_alone,
             profile.paths_section(paths),
             profile.feed_section(paths, options.prices, gpu_rate, gpu_where),
             profile.classify_breakdown(result.measured, models.resnet, steps, low, high),
@@ -182,6 +215,7 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
             profile.cpu_section(result.measured),
         ],
         instance=options.instance,
+        duration_s=time.monotonic() - started,
     )
 
 

@@ -91,7 +91,10 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
         "path CPU per classification, phone photo (REST, c=1)",
         "bytes gateway->Triton per request <= the upload, ImageNet-size",
         "bytes gateway->Triton per request <= the upload, phone photo", "phone photo latency, REST, c=1 (mean)",
-        "REST / fastapi_ort_phone, phone photos at c=1", "REST / litserve_phone, phone photos at c=1",
+        "the gateway's own CPU per ImageNet-size classification (REST, c=1)", "REST / the best peer at c=1",
+        "REST / the best peer at c=4", "REST / gRPC straight to Triton at c=4",
+        "REST / ONNX Runtime alone at its best batch, c=4", "c=1 mean latency over the plain FastAPI + ORT app",
+        "REST / the best peer, phone photos at c=1",
     ):  # fmt: skip
         assert found[label]["met"] in (True, False), (label, found[label])  # measured, decided either way
     # The gateway forwards the upload's bytes, not pixels: what Triton received is about the upload's size.
@@ -99,7 +102,12 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert all(goal["met"] in (True, False) for goal in document["goals"][-2:])  # CRUD: decided either way
     assert set(document["costs"]) == set(SCENARIOS) - {CRUD_LOADED}
 
-    paths, feed, profile, edges, cpu = document["sections"]
+    alone, step, paths, feed, profile, edges, cpu = document["sections"]
+    assert {row[0] for row in alone["rows"]} == {"threads", "slices", "defaults"} and alone["findings"]
+    assert all(row[2] > 0 and row[3] > 0 for row in alone["rows"])  # images/s, CPU-ms per image
+    runner = {(row[0], row[1]): row for row in step["rows"]}
+    assert runner[(GRPC_RESNET, 4)][3] > 0 and runner[(GRPC_RESNET, 4)][6] > 0  # the stub's and alone's CPU per image
+    assert "interleaved rounds" in found["REST / the best peer at c=4"]["detail"]
     rows = {(row[0], row[1]): row for row in paths["rows"]}
     phone = rows[("phone photo, REST", 1)]
     header = paths["header"]
@@ -114,7 +122,7 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert 0 < decode[1] < 100  # milliseconds per ImageNet-size JPEG
     assert [(row[0], row[2]) for row in edges["rows"]] == [("0.3mp", 1), ("2mp", 1), ("12mp", 1), ("12mp", 4)]
     assert {row[0] for row in cpu["rows"]} == set(SCENARIOS)
-    assert {"fastapi-ort", "litserve", "triton stubs"} <= set(cpu["header"])
+    assert {"fastapi-ort", "litserve", "stub resnet18", "stub decode_reduced"} <= set(cpu["header"])
 
     markdown = (tmp_path / "report.md").read_text()
     for scenario in scenarios.values():
