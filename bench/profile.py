@@ -32,7 +32,7 @@ from bench.suite import (
     Measured,
 )
 from bench.triton_stats import TritonDelta
-from servables.names import CLASSIFY, DECODE_REDUCED, PREPROCESS
+from servables.names import CLASSIFY
 
 PATH_ROLES = ("gateway", "triton")  # and the stubs of the ensemble's steps: the processes a classification passes
 CLIENT_BOUND_CORES = 0.8  # the load generator's event loop is one thread: near a core, it is the bottleneck
@@ -156,9 +156,10 @@ def _cpu_of(measured: Measured, role: str) -> Callable[[int], float | None]:
 
 
 def classify_breakdown(
-    measured: dict[str, Measured], resnet: str, steps: dict[str, float], low: int, high: int
+    measured: dict[str, Measured], resnet: str, steps: dict[str, float], low: int, high: int, models: Sequence[str]
 ) -> Section:
-    """The classify route at a light and a loaded level: latency parts, CPU per request, and findings."""
+    """The classify route at a light and a loaded level: latency parts (``models``: the ensemble's steps as Triton
+    serves them), CPU per request, and findings."""
     rest, grpc = measured[REST_CLASSIFY], measured[GRPC_CLASSIFY]
     rows: list[list[str | int | float | None]] = []
 
@@ -185,8 +186,9 @@ def classify_breakdown(
         "Triton statistics",
         lambda c: _field(_delta(rest, c, resnet), "mean_batch_size"),
     )
-    for model in (DECODE_REDUCED, PREPROCESS):
-        row(f"of which: {model} queue + compute", "Triton statistics", _step_of(rest, model))
+    for model in models:
+        if model != resnet:
+            row(f"of which: {model} queue + compute", "Triton statistics", _step_of(rest, model))
     row("gateway header check (Pillow)", "in-process, idle", lambda c: steps["header"])
     row("Triton's reduced-scale decode (imaging.decode)", "in-process, idle", lambda c: steps["decode"])
     row("gateway gRPC request: the bytes into a protobuf", "in-process, idle", lambda c: steps["request"])

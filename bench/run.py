@@ -210,7 +210,7 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
             *steps_alone,
             profile.paths_section(paths),
             profile.feed_section(paths, options.prices, gpu_rate, gpu_where),
-            profile.classify_breakdown(result.measured, models.resnet, steps, low, high),
+            profile.classify_breakdown(result.measured, models.resnet, steps, low, high, result.classify_steps),
             profile.edges_section(result.measured),
             profile.cpu_section(result.measured),
         ],

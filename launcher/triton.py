@@ -169,7 +169,10 @@ class TritonServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
         python_env = sys.prefix if sys.prefix != sys.base_prefix else None
         try:
-            repository = materialise(self.repository, self._workdir / "models", install.has_onnxruntime, python_env)
+            # On a CPU host the decode and preprocessing steps run as one python-backend model (servables.runtime).
+            repository = materialise(
+                self.repository, self._workdir / "models", install.has_onnxruntime, python_env, fuse=not _gpu_present()
+            )
         except MissingModelFile as exc:
             raise TritonError(str(exc)) from None
         # Outside the work dir, which stop() removes: the log must outlive a failed start.

@@ -11,6 +11,11 @@ image (and what is left of a batch that does not divide evenly) runs on all core
 ONNX Runtime's parallel loops end with the caller waiting, busy, for every worker's share: when another process
 holds a worker's core, the caller's core burns too (``Slices`` says what that cost).
 
+On a CPU host the local runtime may fuse the python-backend step that feeds this graph into it (``servables.runtime``
+puts that model's ``model.py`` and config beside ``model.onnx`` as ``head.py`` and ``head.json``): the head runs
+first, in this process, on the requests as they came, and its answers are this graph's inputs; what it refuses is
+answered as it answered. One stub and one ensemble step fewer per request.
+
 Nothing runs long for a client that has gone. Triton marks a request cancelled when its gRPC call is cancelled or
 its deadline passes, and an ensemble marks the steps it has not started yet, not the one running: a run whose
 requests are all cancelled, or all past the deadline their client sent as a parameter (which ensembles pass to
@@ -19,6 +24,7 @@ every step), before it started or while it runs, is stopped within ``CANCEL_POLL
 
 import json
 import os
+import runpy
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -32,6 +38,7 @@ import triton_python_backend_utils as pb_utils
 # (about 0.1 ms) per look, against at most this much compute wasted for clients that have gone.
 CANCEL_POLL_S = 0.05
 DEADLINE_PARAMETER = "deadline_unix_ns"  # servables.names.DEADLINE_PARAMETER
+HEAD_MODEL, HEAD_CONFIG = "head.py", "head.json"  # servables.runtime writes them
 
 
 class TritonPythonModel:
@@ -58,10 +65,10 @@ class TritonPythonModel:
         if config.get("max_batch_size", 0) > 1 and threads > 1 and len(providers) == 1:  # batches, on the CPU
             options.intra_op_num_threads = 1
             self.slices = Slices(ort.InferenceSession(path, options, providers=providers), threads)
+        self.head = _head(args)
 
     def execute(self, requests):
-        feeds = {i: self._feeds(request) for i, request in enumerate(requests)}
-        responses = [None] * len(requests)
+        responses, feeds = self._inputs(requests)
         for indices in self._groups(feeds):
             options = _run_options()
             try:
@@ -75,6 +82,22 @@ class TritonPythonModel:
                 for i in indices:
                     responses[i] = _cancelled() if options.terminate else _error(exc)
         return responses
+
+    def _inputs(self, requests):
+        """(responses already decided, each other request's feeds by index): without a head, every request's own
+        tensors; with one, what the head answered each request, and its refusals as they are."""
+        responses = [None] * len(requests)
+        if self.head is None:
+            return responses, {i: self._feeds(request) for i, request in enumerate(requests)}
+        feeds = {}
+        (graph_input,) = self.session.get_inputs()
+        for i, answer in enumerate(self.head.execute(requests)):
+            if answer.has_error():
+                responses[i] = answer
+            else:
+                (tensor,) = answer.output_tensors()
+                feeds[i] = {graph_input.name: tensor.as_numpy()}
+        return responses, feeds
 
     def _feeds(self, request):
         feeds = {}
@@ -137,6 +160,17 @@ class Slices:
         finally:  # the inputs are Triton's shared memory: no slice may outlive this call
             wait(futures)
         return [np.concatenate(arrays) for arrays in zip(*results, strict=True)]
+
+
+def _head(args):
+    """The python model fused before this graph, initialised with its own config as Triton would; None without."""
+    folder = os.path.join(args["model_repository"], args["model_version"])
+    if not os.path.isfile(os.path.join(folder, HEAD_MODEL)):
+        return None
+    head = runpy.run_path(os.path.join(folder, HEAD_MODEL))["TritonPythonModel"]()
+    with open(os.path.join(folder, HEAD_CONFIG)) as config:
+        head.initialize({**args, "model_config": config.read()})
+    return head
 
 
 def _rows(feeds, start, stop):

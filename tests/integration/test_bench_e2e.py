@@ -122,7 +122,9 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert 0 < decode[1] < 100  # milliseconds per ImageNet-size JPEG
     assert [(row[0], row[2]) for row in edges["rows"]] == [("0.3mp", 1), ("2mp", 1), ("12mp", 1), ("12mp", 4)]
     assert {row[0] for row in cpu["rows"]} == set(SCENARIOS)
-    assert {"fastapi-ort", "litserve", "stub resnet18", "stub decode_reduced"} <= set(cpu["header"])
+    assert {"fastapi-ort", "litserve", "stub resnet18", "stub decode_reduced_then_preprocess"} <= set(cpu["header"])
+    fused = next(row for row in profile["rows"] if row[0] == "of which: decode_reduced_then_preprocess queue + compute")
+    assert fused[1] > 0  # the served steps' own figures
 
     markdown = (tmp_path / "report.md").read_text()
     for scenario in scenarios.values():
