@@ -50,6 +50,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crud_items": 1000,
         "ort_batches": (1, 2, 4, 8, 16),
         "ort_seconds": 3.0,
+        "cache_levels": (1, 16),
+        "distinct_photos": 800,
         "repeats": 3,
         "headline_levels": (1, 16, 64),
         "headline_window_s": 4.0,
@@ -73,6 +75,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crud_items": 1000,
         "ort_batches": (1,),  # ONNX Runtime alone is the CPU's yardstick: not run on a GPU
         "ort_seconds": 0.0,
+        "cache_levels": (1, 256),
+        "distinct_photos": 8000,
         "repeats": 0,  # the GPU goals are absolute
         "headline_levels": (16,),
         "headline_window_s": 10.0,
@@ -94,6 +98,8 @@ QUICK = {
     "crud_items": 100,
     "ort_batches": (1, 2),
     "ort_seconds": 0.3,
+    "cache_levels": (1,),
+    "distinct_photos": 100,
     "repeats": 1,
     "headline_levels": (1, 4),
     "headline_window_s": 1.0,
@@ -153,6 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     load.add_argument("--ort-batches", type=_integers, help="ONNX Runtime alone's batch sizes (cpu: 1,2,4,8,16)")
     load.add_argument("--ort-seconds", type=float, help="ONNX Runtime alone, per batch size and setting (cpu: 3)")
+    load.add_argument("--cache-levels", type=_integers, help="scenario 10's levels, the response cache on (cpu: 1,16)")
+    load.add_argument("--distinct-photos", type=int, help="scenario 10's photos that never repeat (cpu: 800)")
     load.add_argument("--repeats", type=int, help="interleaved rounds of the headline ratios (cpu: 3; 0: none)")
     load.add_argument("--headline-levels", type=_integers, help="the headline rounds' levels (cpu: 1,16,64)")
     load.add_argument("--headline-window-s", type=float, help="each headline window (cpu: 4)")
@@ -224,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             plan = Plan(
                 args.levels, args.light_levels, args.crud_levels, args.load_concurrency, timing, args.crud_items,
-                args.phone_levels, ort_batches=args.ort_batches, ort_seconds=args.ort_seconds, repeats=args.repeats,
+                args.phone_levels, ort_batches=args.ort_batches, ort_seconds=args.ort_seconds,
+                cache_levels=args.cache_levels, distinct_photos=args.distinct_photos, repeats=args.repeats,
                 headline_levels=args.headline_levels, headline_window_s=args.headline_window_s,
                 ratio_level=args.ratio_level,
             )  # fmt: skip

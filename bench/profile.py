@@ -24,6 +24,8 @@ from bench.suite import (
     GRPC_CLASSIFY_PHONE,
     GRPC_NOBATCH,
     GRPC_RESNET,
+    REST_CACHE_MISSES,
+    REST_CACHED,
     REST_CLASSIFY,
     REST_CLASSIFY_PHONE,
     TO_GATEWAY,
@@ -245,6 +247,46 @@ def classify_breakdown(
             "(children included) by the requests of the window."
         ),
         header=["", f"c={low} (ms)", f"c={high} (ms)", "how"],
+        rows=rows,
+        findings=findings,
+    )
+
+
+def cache_section(measured: dict[str, Measured], resnet: str) -> Section:
+    """Scenario 10 beside scenario 1: latency, the network's hit ratio and CPU per request by process."""
+    roles = ["gateway", "triton", TRITON_STUBS, STUB + resnet]
+    rows: list[list[str | int | float | None]] = []
+    findings = []
+    for name in (REST_CACHED, REST_CACHE_MISSES, REST_CLASSIFY):
+        item = measured.get(name)
+        for level in item.scenario.levels if item else []:
+            c, load = level.load.concurrency, level.load
+            delta = _delta(item, c, resnet) if item else None
+            looked = delta.cache_hits + delta.cache_misses if delta else 0
+            ratio = delta.cache_hits / looked if delta and looked else None
+            figures = [cpu_ms(item, c, role) if item else None for role in roles]
+            rows.append([name, c, load.throughput_rps, load.latency.mean_ms, load.latency.p99_ms, ratio, *figures])
+    hits, plain = measured.get(REST_CACHED), measured.get(REST_CLASSIFY)
+    if hits is None or plain is None:
+        return Section("Response cache", "Not measured.", [], [])
+    for c in [lvl.load.concurrency for lvl in hits.scenario.levels]:
+        cached_cpu = _add(*(cpu_ms(hits, c, role) for role in ("gateway", "triton", TRITON_STUBS)))
+        plain_cpu = _add(*(cpu_ms(plain, c, role) for role in ("gateway", "triton", TRITON_STUBS)))
+        if cached_cpu is not None and plain_cpu is not None and _latency(hits, c) is not None:
+            findings.append(
+                f"c={c}: a repeated photo took {_f(_latency(hits, c))} ms (without the cache {_f(_latency(plain, c))}) "
+                f"and {_f(cached_cpu)} CPU-ms of the gateway, Triton and its stubs ({_f(plain_cpu)})."
+            )
+    return Section(
+        title="Response cache (scenario 10, a stack of its own with Triton's response cache on)",
+        text=(
+            "The networks answer repeats from Triton's response cache, keyed by their own version and input "
+            "(servables.runtime.cached says why not the ensembles): a hit still decodes and preprocesses, and skips "
+            "the network. The six photos again and again (hits), then photos none of which repeats (misses: what "
+            "the cache adds to every request), beside scenario 1 (no cache). Hit ratio: Triton's statistics of the "
+            "network over the window. CPU-ms per request by process."
+        ),
+        header=["scenario", "concurrency", "req/s", "mean ms", "p99 ms", "network hit ratio", *roles],
         rows=rows,
         findings=findings,
     )

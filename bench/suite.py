@@ -19,7 +19,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 
 from bench import headline, peers
 from bench import scenarios as sc
-from bench.inputs import RoundRobin
+from bench.inputs import RoundRobin, distinct
 from bench.loadgen import Background, Observers, Send, Timing, background_load, run_levels
 from bench.process_cpu import CpuWindow, triton_stub_role
 from bench.results import Level, Scenario
@@ -46,6 +46,8 @@ FASTAPI_ORT_PHONE = "fastapi_ort_phone"
 LITSERVE_PHONE = "litserve_phone"
 CRUD = "crud"
 CRUD_LOADED = "crud_under_load"
+REST_CACHED = "rest_classify_cached"  # scenario 10: Triton's response cache on, the six photos again and again
+REST_CACHE_MISSES = "rest_classify_cache_misses"  # the same, every photo a new one
 REST_EDGES = "rest_edges"
 GRPC_EDGES = "grpc_edges"
 EDGES_BY_SIZE = "rest_edges_"  # + the size's label, e.g. rest_edges_12mp
@@ -78,6 +80,8 @@ class Plan:
     phone_levels: tuple[int, ...] = (1, 4)  # phone photos: REST, gRPC and the peers
     ort_batches: tuple[int, ...] = (1, 2, 4, 8, 16)  # ONNX Runtime alone (bench.ort_alone), before the stack starts
     ort_seconds: float = 3.0  # per batch size and setting
+    cache_levels: tuple[int, ...] = (1, 16)  # scenario 10, on a stack of its own with the response cache on
+    distinct_photos: int = 800  # scenario 10's misses: more than its levels send
     repeats: int = 3  # interleaved rounds of the headline ratios (0: none)
     headline_levels: tuple[int, ...] = (1, 16, 64)
     headline_window_s: float = 4.0
@@ -95,8 +99,10 @@ class Plan:
         levels += 2 * len(self.light_levels) + self.edge_sizes - 1 + len(self.largest_edge_levels)
         levels += 2 * len(self.crud_levels)
         alone = 3 * len(self.ort_batches) * (self.ort_seconds + 1)
+        levels += 2 * len(self.cache_levels)  # on a stack of their own: another 30 s to start it
         rounds = self.repeats * sum(3 + (level == self.ratio_level) for level in self.headline_levels)
-        return 60 + levels * level_s + alone + rounds * (timing.warmup_s + self.headline_window_s + 1)
+        start = 60 + (30 if self.cache_levels else 0)
+        return start + levels * level_s + alone + rounds * (timing.warmup_s + self.headline_window_s + 1)
 
     largest_edge_levels: tuple[int, ...] = (1, 4)  # the largest edge size (504s counted); the others at 1
     read_fraction: float = 0.8
@@ -266,7 +272,8 @@ async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Input
         send = sc.infer_tensors(triton, models.resnet, tensors)
         await meter.measure(GRPC_RESNET, title, send, plan.levels, [models.resnet])
         title = "4. naive baseline: eager PyTorch per request behind FastAPI (REST, same weights)"
-        await meter.post_jpegs(NAIVE, title, stack.naive.url, "/v1/classify", jpegs, plan.levels)
+        if stack.naive is not None:
+            await meter.post_jpegs(NAIVE, title, stack.naive.url, "/v1/classify", jpegs, plan.levels)
         title = "5. as 3, dynamic batching off (same network, same concurrency)"
         send = sc.infer_tensors(triton, models.nobatch, tensors)
         await meter.measure(GRPC_NOBATCH, title, send, plan.levels, [models.nobatch])
@@ -308,6 +315,28 @@ async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Input
             )  # fmt: skip
         # Last: the background inference must not overlap any other scenario.
         meter.result.background = await _crud(meter, plan, gateway, models.resnet, jpegs)
+        return meter.result
+
+
+async def run_cache_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Inputs) -> SuiteResult:
+    """Scenario 10, on a stack with Triton's response cache on: REST classify on the six photos over and over (past
+    the first of each, every network answer a hit), then on photos none of which repeats (every one a miss)."""
+    jpegs = inputs.imagenet
+    async with contextlib.AsyncExitStack() as resources:
+        triton = sc.grpc_client(stack.triton.grpc_url)
+        resources.push_async_callback(triton.close)
+        meter = _Meter(triton, stack, plan.timing, inputs.phone)
+        served = await triton.get_model_config(CLASSIFY)
+        steps = [step.model_name for step in served.config.ensemble_scheduling.step]
+        ensemble = [models.resnet, CLASSIFY, *(step for step in steps if step != models.resnet)]
+        gateway, rest = stack.gateway.url, meter.rest_hops
+        levels = plan.cache_levels
+        title = "10. REST POST /v1/classify, the six photos again and again, Triton's response cache on"
+        await meter.post_jpegs(REST_CACHED, title, gateway, "/v1/classify", jpegs, levels, ensemble, rest)
+        new = distinct(jpegs, plan.distinct_photos)
+        title = "10. as above, every photo a new one (its own pixel changed): every answer a cache miss"
+        await meter.post_jpegs(REST_CACHE_MISSES, title, gateway, "/v1/classify", new, levels, ensemble, rest)
+        meter.result.classify_steps = steps
         return meter.result
 
 

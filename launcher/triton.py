@@ -52,6 +52,7 @@ class Install:
     binary: Path
     backends: Path
     library_paths: tuple[Path, ...] = ()
+    caches: Path | None = None  # the response cache implementations (caches/local)
 
     @property
     def has_onnxruntime(self) -> bool:
@@ -61,7 +62,7 @@ class Install:
 def find_install(cache: Path) -> Install:
     """The NGC layout when present, else the wheel's binary with a python backend assembled in ``cache``."""
     if (NGC_ROOT / "bin" / "tritonserver").is_file():
-        return Install(NGC_ROOT / "bin" / "tritonserver", NGC_ROOT / "backends")
+        return Install(NGC_ROOT / "bin" / "tritonserver", NGC_ROOT / "backends", caches=NGC_ROOT / "caches")
     try:
         import pytriton
     except ImportError:
@@ -83,7 +84,8 @@ def find_install(cache: Path) -> Install:
         if not link.is_symlink():
             link.symlink_to(source)
     libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
-    return Install(root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR"))))
+    libraries = (libs, Path(sysconfig.get_config_var("LIBDIR")))
+    return Install(root / "bin" / "tritonserver", cache / "backends", libraries, root / "caches")
 
 
 def _gpu_present() -> bool:
@@ -103,6 +105,7 @@ class TritonServer:
         log_path: Path | None = None,
         cache: Path | None = None,
         explicit_model_control: bool = True,
+        response_cache_bytes: int = 0,
     ) -> None:
         self.repository = Path(repository)
         self.ports = ports
@@ -116,6 +119,8 @@ class TritonServer:
         # Everything loads at start either way; explicit control also lets the load/unload API add and drop model
         # versions while Triton serves (Triton's "none" mode refuses those calls).
         self.explicit_model_control = explicit_model_control
+        # Triton's response cache (local, LRU, this many bytes; 0: off): servables.runtime says which models use it.
+        self.response_cache_bytes = response_cache_bytes
         self.service: Service | None = None
         self._workdir: Path | None = None
         self._shm_prefix = f"tritonserve-{uuid.uuid4().hex[:12]}-"  # never empty: stop() removes what it matches
@@ -159,6 +164,11 @@ class TritonServer:
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             *(["--model-control-mode=explicit", "--load-model=*"] if self.explicit_model_control else []),
             *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
+            *(
+                [f"--cache-directory={install.caches}", f"--cache-config=local,size={self.response_cache_bytes}"]
+                if self.response_cache_bytes
+                else []
+            ),
         ]
 
     def start(self) -> TritonServer:
@@ -171,8 +181,9 @@ class TritonServer:
         try:
             # On a CPU host the decode and preprocessing steps run as one python-backend model (servables.runtime).
             repository = materialise(
-                self.repository, self._workdir / "models", install.has_onnxruntime, python_env, fuse=not _gpu_present()
-            )
+                self.repository, self._workdir / "models", install.has_onnxruntime, python_env,
+                fuse=not _gpu_present(), cache=self.response_cache_bytes > 0,
+            )  # fmt: skip
         except MissingModelFile as exc:
             raise TritonError(str(exc)) from None
         # Outside the work dir, which stop() removes: the log must outlive a failed start.

@@ -32,28 +32,37 @@ class MissingModelFile(FileNotFoundError):
 
 
 def materialise(
-    repository: Path, target: Path, native_onnxruntime: bool, python_env: str | None, fuse: bool = False
+    repository: Path,
+    target: Path,
+    native_onnxruntime: bool,
+    python_env: str | None,
+    fuse: bool = False,
+    cache: bool = False,
 ) -> Path:
     """Links to ``repository`` under ``target``, with configs rewritten where the server at hand needs it; ``fuse``:
-    ensembles' python-then-ONNX step pairs run as one model each (where ONNX runs in python, on a CPU host)."""
+    ensembles' python-then-ONNX step pairs run as one model each (where ONNX runs in python, on a CPU host);
+    ``cache``: the networks answer repeats from Triton's response cache (``cached``)."""
     target.mkdir(parents=True, exist_ok=True)
     configs = read_repository(repository)
     fusions = fused(configs) if fuse and not native_onnxruntime else Fusions()
+    caching = cached(configs) if cache else set()
+    for name in caching:
+        configs[name].response_cache.enable = True
     for name, config in configs.items():
         source = repository / name
         run_onnx_in_python = config.backend == "onnxruntime" and not native_onnxruntime
-        rewritten = name in fusions.rewritten_ensembles
+        rewritten = name in fusions.rewritten_ensembles or name in caching
         if config.backend != "python" and not run_onnx_in_python and not rewritten:
             (target / name).symlink_to(source.resolve(), target_is_directory=True)
             continue
         folder = target / name
         folder.mkdir()
         for entry in source.iterdir():
-            if entry.is_dir() and entry.name.isdigit() and not rewritten:
+            if entry.is_dir() and entry.name.isdigit() and (config.backend == "python" or run_onnx_in_python):
                 _version(entry, folder / entry.name, run_onnx_in_python)
             elif entry.name != CONFIG_FILE:
                 (folder / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
-        if not rewritten:
+        if config.backend == "python" or run_onnx_in_python:
             _to_python(config, python_env)
         (folder / CONFIG_FILE).write_text(text_format.MessageToString(config))
     for name, (config, head, tail) in fusions.models.items():
@@ -67,6 +76,31 @@ def materialise(
         _to_python(config, python_env)
         (target / name / CONFIG_FILE).write_text(text_format.MessageToString(config))
     return target
+
+
+def cached(configs: dict[str, ModelConfig]) -> set[str]:
+    """The models that answer repeats from Triton's response cache: the networks of the ensembles, that is each step
+    that batches (dynamic batching) and whose inputs all have fixed shapes.
+
+    Not the ensembles themselves: Triton 24.10 keys an entry by the model it was asked of, that model's version
+    and the input bytes (``TritonCache::Hash`` in core's cache_manager.cc), so an ensemble's entries name the
+    ensemble's own version, never its steps'. Once a new version of the network is loaded (or a newer one dropped
+    again), the ensemble would keep answering from the entries the old one made, and nothing evicts them but
+    their age. Keyed at the network, an entry is that version's answer; a fixed-shape input also bounds what
+    every request pays for its key (the preprocessed tensor's bytes, whatever the upload's size). A hit still
+    decodes and preprocesses; it skips the network, queue and batch included.
+    """
+    found = set()
+    for ensemble in configs.values():
+        if ensemble.platform != "ensemble":
+            continue
+        for step in ensemble.ensemble_scheduling.step:
+            model = configs.get(step.model_name)
+            if model is None or not model.input or not model.HasField("dynamic_batching"):
+                continue
+            if all(-1 not in tensor.dims for tensor in model.input):
+                found.add(step.model_name)
+    return found
 
 
 def _to_python(config: ModelConfig, python_env: str | None) -> None:
