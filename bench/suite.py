@@ -241,11 +241,11 @@ async def _headline(
 
 PEERS = {peers.FASTAPI_ORT: (FASTAPI_ORT, FASTAPI_ORT_PHONE), peers.LITSERVE: (LITSERVE, LITSERVE_PHONE)}
 _PEER_TITLES = {
-    peers.FASTAPI_ORT: "peer: a plain FastAPI app running ONNX Runtime in-process (same model.onnx, raw JPEG body)",
-    peers.LITSERVE: (
-        f"peer: LitServe, batching on (max_batch_size {peers.MAX_BATCH_SIZE}, batch_timeout "
-        f"{peers.BATCH_TIMEOUT_S * 1000:g} ms), same model.onnx, multipart upload"
+    peers.FASTAPI_ORT: (
+        f"peer: a plain FastAPI app running ONNX Runtime in-process ({peers.BEST[peers.FASTAPI_ORT].describe()}; "
+        "same model.onnx, raw JPEG body)"
     ),
+    peers.LITSERVE: f"peer: LitServe, {peers.BEST[peers.LITSERVE].describe()}, same model.onnx, multipart upload",
 }
 
 
