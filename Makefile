@@ -64,7 +64,7 @@ test-unit: install  ## the fast tier: no server, no export (the inner loop; unde
 reliability: install $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## only the reliability suite (faults, floods, hostile input)
 	$(PY) -m pytest -m reliability
 
-bench: install models  ## every benchmark scenario on this machine -> docs/bench/cpu (about 10 minutes)
+bench: install models  ## every benchmark scenario on this machine -> docs/bench/cpu (it says how long when it starts)
 	$(PY) -m bench --out docs/bench/cpu
 
 bench-sweep: install models  ## dynamic-batching sweep, Model Analyzer style -> docs/bench/cpu-sweep

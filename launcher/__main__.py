@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--logs", type=Path, default=ROOT / "build" / "logs", help="each run's logs go in a folder here"
     )
     parser.add_argument("--gateway-shutdown-s", type=float, default=20.0, help="graceful shutdown bound (seconds)")
+    parser.add_argument(
+        "--response-cache-mb", type=int, default=0,
+        help="Triton's response cache for the networks, in MiB (default: 0, off; README: Response cache)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -99,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     ensure_models(args.repository, args.model)
     logs = args.logs / time.strftime("%Y%m%d-%H%M%S")
-    triton = TritonServer(args.repository, ports, log_path=logs / "tritonserver.log")
+    triton = TritonServer(
+        args.repository, ports, log_path=logs / "tritonserver.log", response_cache_bytes=args.response_cache_mb << 20
+    )
     gateway = gateway_service(args, triton, logs / "gateway.log")
     say(f"starting Triton (HTTP {ports.http}, gRPC {ports.grpc}, metrics {ports.metrics}); logs: {logs}")
     started = time.monotonic()
