@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from bench.ort_alone import SETTINGS, SLICES, THREADS, Point, best
 from bench.process_cpu import STUB
-from bench.profile import cpu_ms
 from bench.results import Section
 from bench.suite import GRPC_RESNET, REST_CLASSIFY, Measured
 
@@ -24,13 +23,14 @@ def same_setting(points: Sequence[Point], batch: float, cores: int) -> Point | N
 
 
 def stub_ms_per_image(measured: Measured, level: int, model: str) -> tuple[float | None, float | None]:
-    """(CPU-ms per image of the model's stub processes, mean executed batch) at one level; images are Triton's
-    inference count for the model over the window (a request of the benchmark is one image)."""
+    """(CPU-ms per image of the model's stub processes, mean executed batch) at one level: the images are the ones
+    Triton ran through the model in the same window (not the requests the client saw complete in it, which at
+    high concurrency can be a batch more or less)."""
     delta = measured.triton.get(level, {}).get(model)
-    per_request = cpu_ms(measured, level, STUB + model)
-    if delta is None or per_request is None or not delta.inferences or not delta.requests:
+    seconds = measured.cpu_s.get(level, {}).get(STUB + model)
+    if delta is None or seconds is None or not delta.inferences:
         return None, None
-    return per_request * delta.requests / delta.inferences, delta.mean_batch_size
+    return seconds / delta.inferences * 1000, delta.mean_batch_size
 
 
 def ort_alone_section(points: Sequence[Point]) -> Section:
