@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import statistics
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bench.loadgen import Send, Timing, run_level
@@ -20,6 +20,9 @@ from bench.stack import say
 
 OURS = "rest"  # the gateway, REST
 GRPC = "grpc"  # straight to Triton's classify ensemble
+ORT_ALONE = "ort-alone"  # ONNX Runtime alone at its best setting and batch (images per second)
+
+Probe = Callable[[], Awaitable[float]]  # a throughput measured some other way, once a round (ONNX Runtime alone)
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,15 @@ def paused(pids: Sequence[int]) -> Iterator[None]:
                 os.killpg(pid, signal.SIGCONT)
 
 
-async def interleave(systems: Mapping[str, System], concurrency: int, repeats: int, timing: Timing) -> Repeats:
+async def interleave(
+    systems: Mapping[str, System],
+    concurrency: int,
+    repeats: int,
+    timing: Timing,
+    probes: Mapping[str, Probe] | None = None,
+) -> Repeats:
     """``repeats`` rounds of one window per system, the order rotated each round (so no system always follows the
-    same one); call inside ``paused``."""
+    same one), then each probe; call inside ``paused``."""
     result = Repeats(concurrency)
     names = list(systems)
     for round_ in range(repeats):
@@ -88,8 +97,10 @@ async def interleave(systems: Mapping[str, System], concurrency: int, repeats: i
                 level = await run_level(systems[name].send, concurrency, timing)
             result.throughput.setdefault(name, []).append(level.throughput_rps)
             result.latency_ms.setdefault(name, []).append(level.latency.mean_ms)
+        for name, probe in (probes or {}).items():
+            result.throughput.setdefault(name, []).append(await probe())
         say(
             f"headline c={concurrency}, round {round_ + 1}/{repeats}: "
-            + ", ".join(f"{name} {result.throughput[name][-1]:,.1f} req/s" for name in names)
+            + ", ".join(f"{name} {result.throughput[name][-1]:,.1f} req/s" for name in [*names, *(probes or {})])
         )
     return result

@@ -73,13 +73,15 @@ def _runner(path: str, setting: str, cores: int, pool: ThreadPoolExecutor) -> Ca
     return lambda batch: list(pool.map(lambda part: single.run(None, {names.INPUT: part}), np.split(batch, cores)))
 
 
-def measure(path: str, batches: Sequence[int], seconds: float, crop: int = 224) -> list[Point]:
+def measure(
+    path: str, batches: Sequence[int], seconds: float, crop: int = 224, settings: Sequence[str] = tuple(SETTINGS)
+) -> list[Point]:
     """Every setting at every batch size (slices only where each core gets an image), ``seconds`` each."""
     cores = len(os.sched_getaffinity(0))
     rng = np.random.default_rng(0)
     points = []
     with ThreadPoolExecutor(cores) as pool:
-        for setting in SETTINGS:
+        for setting in settings:
             run = _runner(path, setting, cores, pool)
             for batch in batches:
                 if setting == SLICES and batch < cores:
@@ -95,6 +97,18 @@ def measure(path: str, batches: Sequence[int], seconds: float, crop: int = 224) 
     return points
 
 
+def command(model: str, batches: Sequence[int], seconds: float, crop: int, settings: Sequence[str]) -> list[str]:
+    """This module as a process of its own, printing JSON (what the benchmark runs)."""
+    return [
+        sys.executable, "-m", "bench.ort_alone", model, "--json", "--crop", str(crop), "--seconds", str(seconds),
+        "--batches", ",".join(map(str, batches)), "--settings", ",".join(settings),
+    ]  # fmt: skip
+
+
+def points_of(output: str) -> list[Point]:
+    return [Point(**point) for point in json.loads(output)]
+
+
 def best(points: Sequence[Point]) -> Point | None:
     """The point with the most images per second: the machine's limit for this model."""
     return max(points, key=lambda point: point.images_per_s, default=None)
@@ -106,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,2,4,8,16", help="batch sizes (1,2,4,8,16)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per point (3)")
     parser.add_argument("--crop", type=int, default=224, help="the input's side (224)")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"which of {', '.join(SETTINGS)} (all)")
     parser.add_argument("--json", action="store_true", help="print the points as JSON")
     args = parser.parse_args(argv)
-    points = measure(args.model, [int(b) for b in args.batches.split(",")], args.seconds, args.crop)
+    batches = [int(b) for b in args.batches.split(",")]
+    points = measure(args.model, batches, args.seconds, args.crop, args.settings.split(","))
     if args.json:
         json.dump([asdict(point) for point in points], sys.stdout)
     else:

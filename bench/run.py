@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,13 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import goals, model_step, profile
+from bench import ort_alone as alone
 from bench.costs import Measurement, PriceTable, measurements, measurements_from_report, rank_routes
 from bench.inputs import PHONE_PHOTOGRAPHS, PHONE_SIZE, PHOTOGRAPHS, SHORT_SIDE, camera_photographs, photographs
 from bench.machine import machine_info
-from bench.ort_alone import Point, best
+from bench.ort_alone import Point
 from bench.results import Report, Scenario
 from bench.stack import StackOptions, running_stack, say
-from bench.suite import CRUD_LOADED, GRPC_RESNET, Inputs, Plan, SuiteResult, run_cache_suite, run_suite
+from bench.suite import CRUD_LOADED, GRPC_RESNET, Inputs, Plan, SuiteResult, Yardstick, run_cache_suite, run_suite
 from bench.sweep import SweepPlan, run_sweep
 from bench.variants import bench_repository, exported_model
 from servables.repository import read_config
@@ -150,19 +150,18 @@ def _gpu_rate(options: RunOptions, result: SuiteResult) -> tuple[float | None, s
     return best
 
 
-def ort_alone(options: RunOptions, plan: Plan) -> list[Point]:
-    """ONNX Runtime alone on the exported network (``bench.ort_alone``), in a process of its own; none on a GPU."""
+def ort_alone(options: RunOptions, plan: Plan) -> tuple[list[Point], Yardstick | None]:
+    """ONNX Runtime alone on the exported network (``bench.ort_alone``), in a process of its own, and the best of it
+    to measure again in the headline rounds; none on a GPU."""
     if options.device != "cpu":
-        return []
+        return [], None
     folder = exported_model(options.repository, options.model)
-    crop = read_config(folder / "config.pbtxt").input[0].dims[-1]
+    model, crop = str(folder / "1" / "model.onnx"), int(read_config(folder / "config.pbtxt").input[0].dims[-1])
     say(f"ONNX Runtime alone: {options.model} at batches {plan.ort_batches}, {plan.ort_seconds:g} s each setting")
-    command = [
-        sys.executable, "-m", "bench.ort_alone", str(folder / "1" / "model.onnx"), "--json", "--crop", str(crop),
-        "--batches", ",".join(map(str, plan.ort_batches)), "--seconds", str(plan.ort_seconds),
-    ]  # fmt: skip
-    answer = subprocess.run(command, capture_output=True, text=True, check=True)
-    return [Point(**point) for point in json.loads(answer.stdout)]
+    command = alone.command(model, plan.ort_batches, plan.ort_seconds, crop, list(alone.SETTINGS))
+    points = alone.points_of(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    top = alone.best(points)
+    return points, Yardstick(model, crop, top.setting, top.batch) if top else None
 
 
 def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
@@ -175,10 +174,10 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
     models = bench_repository(
         options.repository, workdir / "models", options.model, options.device, options.fp16_repository
     )
-    points = ort_alone(options, plan)  # before the stack: nothing else running
+    points, yardstick = ort_alone(options, plan)  # before the stack: nothing else running
     stack_options = StackOptions(options.model, options.weights, options.device, options.gateway_workers)
     with running_stack(workdir / "models", workdir, stack_options) as stack:
-        result = asyncio.run(run_suite(plan, stack, models, inputs, workdir))
+        result = asyncio.run(run_suite(plan, stack, models, inputs, workdir, yardstick))
     if plan.cache_levels:
         say(f"restarting Triton with its response cache on ({RESPONSE_CACHE_BYTES >> 20} MiB) for scenario 10")
         (workdir / "cached").mkdir()
@@ -213,7 +212,7 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
         p99_target_ms=options.p99_target_ms,
         prices=options.prices,
         notes=_common_notes(options, jpegs, machine) + _suite_notes(plan, options, result, inputs) + compared,
-        goals=goals.goals(scenarios, options.ratio_level, options.device, paths, best(points), result.headline),
+        goals=goals.goals(scenarios, options.ratio_level, options.device, paths, alone.best(points), result.headline),
         sections=[
             *steps_alone,
             profile.paths_section(paths),

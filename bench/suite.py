@@ -8,6 +8,7 @@ measuring window.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 import aiohttp
 from tritonclient.grpc.aio import InferenceServerClient
 
-from bench import headline, peers
+from bench import headline, ort_alone, peers
 from bench import scenarios as sc
 from bench.inputs import RoundRobin, distinct
 from bench.loadgen import Background, Observers, Send, Timing, background_load, run_levels
@@ -101,8 +102,10 @@ class Plan:
         alone = 3 * len(self.ort_batches) * (self.ort_seconds + 1)
         levels += 2 * len(self.cache_levels)  # on a stack of their own: another 30 s to start it
         rounds = self.repeats * sum(3 + (level == self.ratio_level) for level in self.headline_levels)
+        probes = self.repeats * sum(level >= self.ratio_level for level in self.headline_levels)  # ORT alone again
         start = 60 + (30 if self.cache_levels else 0)
-        return start + levels * level_s + alone + rounds * (timing.warmup_s + self.headline_window_s + 1)
+        windows = rounds * (timing.warmup_s + self.headline_window_s + 1) + probes * (self.headline_window_s + 3)
+        return start + levels * level_s + alone + windows
 
     largest_edge_levels: tuple[int, ...] = (1, 4)  # the largest edge size (504s counted); the others at 1
     read_fraction: float = 0.8
@@ -118,6 +121,25 @@ class Measured:
     cpu_s: dict[int, dict[str, float]]
     wire_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
     upload_bytes: float | None = None  # the mean body the scenario sent (its inputs' mean size)
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """ONNX Runtime alone at its best (bench.ort_alone), measured again in the headline rounds."""
+
+    model: str  # the model.onnx
+    crop: int
+    setting: str
+    batch: int
+
+    async def images_per_s(self, seconds: float) -> float:
+        command = ort_alone.command(self.model, [self.batch], seconds, self.crop, [self.setting])
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+        output, _ = await process.communicate()
+        if process.returncode:
+            raise ScenarioFailed(f"ONNX Runtime alone failed ({process.returncode}): {' '.join(command)}")
+        (point,) = ort_alone.points_of(output.decode())
+        return point.images_per_s
 
 
 @dataclass
@@ -221,9 +243,15 @@ def _peer_send(kind: str, session: aiohttp.ClientSession, jpegs: Sequence[bytes]
 
 
 async def _headline(
-    plan: Plan, gateway: str, triton: InferenceServerClient, started: Mapping[str, Service], jpegs: Sequence[bytes]
+    plan: Plan,
+    gateway: str,
+    triton: InferenceServerClient,
+    started: Mapping[str, Service],
+    jpegs: Sequence[bytes],
+    yardstick: Yardstick | None,
 ) -> list[headline.Repeats]:
-    """The goals' ratios, interleaved: REST and each peer (and gRPC at the ratio level) at each headline level."""
+    """The goals' ratios, interleaved: REST and each peer at each headline level, gRPC at the ratio level, ONNX
+    Runtime alone (its best setting and batch) once a round from the ratio level up."""
     timing = Timing(plan.timing.warmup_s, plan.headline_window_s, plan.timing.drain_s)
     found = []
     for level in plan.headline_levels if plan.repeats else ():
@@ -235,7 +263,12 @@ async def _headline(
                 systems[kind] = headline.System(_peer_send(kind, session, jpegs), service.pid)
             if level == plan.ratio_level:
                 systems[headline.GRPC] = headline.System(sc.infer_encoded(triton, CLASSIFY, jpegs, sc.top_k()))
-            found.append(await headline.interleave(systems, level, plan.repeats, timing))
+            probes = (
+                {headline.ORT_ALONE: lambda: yardstick.images_per_s(plan.headline_window_s)}
+                if yardstick and level >= plan.ratio_level
+                else {}
+            )
+            found.append(await headline.interleave(systems, level, plan.repeats, timing, probes))
     return found
 
 
@@ -249,7 +282,9 @@ _PEER_TITLES = {
 }
 
 
-async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Inputs, workdir: Path) -> SuiteResult:
+async def run_suite(
+    plan: Plan, stack: Stack, models: BenchModels, inputs: Inputs, workdir: Path, yardstick: Yardstick | None = None
+) -> SuiteResult:
     gateway = stack.gateway.url
     jpegs, phone = inputs.imagenet, inputs.phone
     async with contextlib.AsyncExitStack() as resources:
@@ -296,7 +331,7 @@ async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Input
                     with headline.resumed(started[kind].pid):
                         runs = [(name, jpegs, plan.levels), (phone_name, phone, plan.phone_levels)]
                         await meter.peer(kind, started[kind], runs)
-                meter.result.headline = await _headline(plan, gateway, triton, started, jpegs)
+                meter.result.headline = await _headline(plan, gateway, triton, started, jpegs, yardstick)
 
         title = "7. REST POST /v1/edges?format=json through the gateway"
         await meter.post_jpegs(

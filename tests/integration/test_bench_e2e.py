@@ -117,6 +117,7 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     runner = {(row[0], row[1]): row for row in step["rows"]}
     assert runner[(GRPC_RESNET, 4)][3] > 0 and runner[(GRPC_RESNET, 4)][6] > 0  # the stub's and alone's CPU per image
     assert "interleaved rounds" in found["REST / the best peer at c=4"]["detail"]
+    assert "interleaved rounds" in found["REST / ONNX Runtime alone at its best batch, c=4"]["detail"]
     rows = {(row[0], row[1]): row for row in paths["rows"]}
     phone = rows[("phone photo, REST", 1)]
     header = paths["header"]
