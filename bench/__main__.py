@@ -156,7 +156,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     load.add_argument(
         "--drain-s", type=float, help="per level, for requests in flight to come back (cpu: 15, cuda: 10)"
     )
-
     load.add_argument("--ort-batches", type=_integers, help="ONNX Runtime alone's batch sizes (cpu: 1,2,4,8,16)")
     load.add_argument("--ort-seconds", type=float, help="ONNX Runtime alone, per batch size and setting (cpu: 3)")
     load.add_argument("--cache-levels", type=_integers, help="scenario 10's levels, the response cache on (cpu: 1,16)")
