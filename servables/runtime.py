@@ -45,9 +45,12 @@ def materialise(
     target.mkdir(parents=True, exist_ok=True)
     configs = read_repository(repository)
     fusions = fused(configs) if fuse and not native_onnxruntime else Fusions()
-    caching = cached(configs) if cache else set()
-    for name in caching:
+    caching = cached(configs) if cache else {}
+    for name, read in caching.items():
         configs[name].response_cache.enable = True
+        kept = [tensor for tensor in configs[name].output if tensor.name in read]
+        del configs[name].output[:]
+        configs[name].output.extend(kept)
     for name, config in configs.items():
         source = repository / name
         run_onnx_in_python = config.backend == "onnxruntime" and not native_onnxruntime
@@ -78,9 +81,11 @@ def materialise(
     return target
 
 
-def cached(configs: dict[str, ModelConfig]) -> set[str]:
-    """The models that answer repeats from Triton's response cache: the networks of the ensembles, that is each step
-    that batches (dynamic batching) and whose inputs all have fixed shapes.
+def cached(configs: dict[str, ModelConfig]) -> dict[str, set[str]]:
+    """The models that answer repeats from Triton's response cache, and the outputs the ensembles read of each: the
+    networks of the ensembles, that is each step that batches (dynamic batching) and whose inputs all have fixed
+    shapes. Such a model serves only those outputs while cached: the key ignores which outputs a request asked for,
+    so an entry made for one would answer a request for another without it; asked for, the rest are refused.
 
     Not the ensembles themselves: Triton 24.10 keys an entry by the model it was asked of, that model's version
     and the input bytes (``TritonCache::Hash`` in core's cache_manager.cc), so an ensemble's entries name the
@@ -90,7 +95,7 @@ def cached(configs: dict[str, ModelConfig]) -> set[str]:
     every request pays for its key (the preprocessed tensor's bytes, whatever the upload's size). A hit still
     decodes and preprocesses; it skips the network, queue and batch included.
     """
-    found = set()
+    found: dict[str, set[str]] = {}
     for ensemble in configs.values():
         if ensemble.platform != "ensemble":
             continue
@@ -99,7 +104,7 @@ def cached(configs: dict[str, ModelConfig]) -> set[str]:
             if model is None or not model.input or not model.HasField("dynamic_batching"):
                 continue
             if all(-1 not in tensor.dims for tensor in model.input):
-                found.add(step.model_name)
+                found.setdefault(step.model_name, set()).update(step.output_map)
     return found
 
 

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from launcher.process import free_ports
 from launcher.triton import Ports, TritonServer
@@ -86,6 +87,18 @@ def test_the_network_uses_the_cache_and_nothing_else_does(server: TritonServer) 
         if client.get_model_config(entry["name"]).config.response_cache.enable
     }
     assert cached == {TEST_MODEL}  # not the ensembles: their key would not change with the network's version
+    # The key ignores which outputs were asked: the network serves only what the ensembles read of it.
+    outputs = [tensor.name for tensor in client.get_model_config(TEST_MODEL).config.output]
+    assert outputs == [names.PROBABILITIES]
+
+
+def test_an_output_no_entry_holds_is_refused_not_left_out(server: TritonServer) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    tensor = grpcclient.InferInput(names.INPUT, [1, 3, 224, 224], "FP32")
+    tensor.set_data_from_numpy(np.full((1, 3, 224, 224), 0.5, np.float32))
+    client.infer(TEST_MODEL, [tensor], outputs=[grpcclient.InferRequestedOutput(names.PROBABILITIES)])  # cached
+    with pytest.raises(InferenceServerException, match=names.LOGITS):
+        client.infer(TEST_MODEL, [tensor], outputs=[grpcclient.InferRequestedOutput(names.LOGITS)])
 
 
 def test_a_repeated_photo_is_answered_from_the_cache(server: TritonServer, photos: dict[str, np.ndarray]) -> None:
