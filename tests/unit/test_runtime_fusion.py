@@ -13,7 +13,7 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from servables import names
 from servables.configs import model_configs
-from servables.runtime import HEAD_CONFIG, HEAD_MODEL, fused, materialise
+from servables.runtime import HEAD_CONFIG, HEAD_MODEL, cached, fused, materialise
 from servables.specs import Batching, PreprocessSpec
 
 FUSED = f"{names.DECODE_REDUCED}_then_{names.PREPROCESS}"
@@ -127,3 +127,29 @@ def test_the_runtime_copy_holds_the_runner_its_graph_and_its_head(tmp_path: Path
     assert FUSED in (runtime / names.CLASSIFY / "config.pbtxt").read_text()
     assert (runtime / names.CLASSIFY / "1").is_symlink()  # the ensemble's own files, linked
     assert (runtime / names.EDGES).is_symlink()  # untouched ensembles are linked as before
+
+
+def test_the_response_cache_goes_on_the_network_with_the_outputs_the_ensembles_read() -> None:
+    configs = _configs()
+    assert cached(configs) == {"resnet50": {names.PROBABILITIES}}  # classify and classify_pixels read it
+    del configs[names.CLASSIFY], configs[names.CLASSIFY_PIXELS]
+    assert cached(configs) == {}  # edges' steps take images of any size: their keys would hash whole photos
+
+
+def test_the_runtime_copy_caches_the_network_only_when_asked(tmp_path: Path) -> None:
+    from servables.repository import read_config, write_configs, write_python_models
+
+    repository = tmp_path / "repository"
+    built = model_configs("resnet50", PreprocessSpec(), Batching(), "seed:0")
+    write_configs(repository, built)
+    write_python_models(repository, built)
+    for name, config in built.items():
+        if config.get("backend") == "onnxruntime":
+            (repository / name / "1" / "model.onnx").write_bytes(b"onnx")
+    plain = read_config(materialise(repository, tmp_path / "plain", False, None) / "resnet50" / "config.pbtxt")
+    assert not plain.response_cache.enable and len(plain.output) == 2
+    runtime = materialise(repository, tmp_path / "cached", True, None, cache=True)  # native ORT: linked files
+    network = read_config(runtime / "resnet50" / "config.pbtxt")
+    assert network.response_cache.enable and [t.name for t in network.output] == [names.PROBABILITIES]
+    assert network.backend == "onnxruntime" and (runtime / "resnet50" / "1").is_symlink()
+    assert not read_config(runtime / names.CLASSIFY / "config.pbtxt").response_cache.enable
