@@ -95,7 +95,7 @@ test-unit: $(STAMP)  ## the fast tier: no server, no export (the inner loop; und
 reliability: $(STAMP) $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## the reliability tier (faults, floods, hostile input) -> docs/reliability
 	$(PY) -m pytest tests/reliability --reliability-report docs/reliability
 
-bench: $(STAMP) models  ## every benchmark scenario on this machine -> docs/bench/cpu (about 10 minutes)
+bench: $(STAMP) models  ## every benchmark scenario on this machine -> docs/bench/cpu (it says how long when it starts)
 	$(PY) -m bench --out docs/bench/cpu
 
 bench-sweep: $(STAMP) models  ## dynamic-batching sweep, Model Analyzer style -> docs/bench/cpu-sweep

@@ -1,10 +1,11 @@
 """``python -m bench``: every scenario in one run on this machine, then the report (JSON, Markdown, PNG plots).
 
 Presets per device keep ``make bench`` a single command: on ``cpu`` (the default) levels 1-64 for the ResNet
-scenarios and the peers, 6-second windows, about ten to twelve minutes on two cores; on ``cuda`` levels to 512,
-eight gateway workers and p5.4xlarge prices. ``--quick`` shrinks everything to a smoke test of seconds
-(``tests/test_bench_e2e.py``); ``--sweep`` runs the dynamic-batching sweep instead of the scenarios. Any option given
-explicitly overrides the preset.
+scenarios and the peers, 6-second windows, ONNX Runtime alone first and three interleaved rounds of the headline
+ratios; on ``cuda`` levels to 512, eight gateway workers and p5.4xlarge prices. How long a run takes follows from
+its plan: it says so when it starts (``Plan.planned_s``), and the report says how long it took. ``--quick``
+shrinks everything to a smoke test of seconds (``tests/integration/test_bench_e2e.py``); ``--sweep`` runs the
+dynamic-batching sweep instead of the scenarios. Any option given explicitly overrides the preset.
 """
 
 from __future__ import annotations
@@ -40,13 +41,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "load_concurrency": 64,
         "ratio_level": 16,
         "warmup_s": 2.0,
-        "window_s": 6.0,  # 60 levels fit ten minutes; 6 s still holds 100+ requests at c=64
+        "window_s": 6.0,  # 6 s still holds 100+ requests at c=64
         "drain_s": 15.0,  # 64 naive requests in flight at about 6/s need about 11 s to come back
         "gateway_workers": 1,
         "instance": "c7i.xlarge",
         "sweep_concurrency": 16,
         "p99_budget_ms": 1500.0,  # 16 clients at about 19 img/s wait about 0.85 s each
         "crud_items": 1000,
+        "ort_batches": (1, 2, 4, 8, 16),
+        "ort_seconds": 3.0,
+        "cache_levels": (1, 16),
+        "distinct_photos": 800,
+        "repeats": 3,
+        "headline_levels": (1, 16, 64),
+        "headline_window_s": 4.0,
     },
     "cuda": {
         "model": "resnet50",
@@ -65,6 +73,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sweep_concurrency": 256,
         "p99_budget_ms": 50.0,
         "crud_items": 1000,
+        "ort_batches": (1,),  # ONNX Runtime alone is the CPU's yardstick: not run on a GPU
+        "ort_seconds": 0.0,
+        "cache_levels": (1, 256),
+        "distinct_photos": 8000,
+        "repeats": 0,  # the GPU goals are absolute
+        "headline_levels": (16,),
+        "headline_window_s": 10.0,
     },
 }
 QUICK = {
@@ -81,6 +96,13 @@ QUICK = {
     "drain_s": 5.0,
     "sweep_concurrency": 4,
     "crud_items": 100,
+    "ort_batches": (1, 2),
+    "ort_seconds": 0.3,
+    "cache_levels": (1,),
+    "distinct_photos": 100,
+    "repeats": 1,
+    "headline_levels": (1, 4),
+    "headline_window_s": 1.0,
 }
 
 
@@ -130,10 +152,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     load.add_argument("--crud-items", type=int, help="items seeded for CRUD (1000)")
     load.add_argument("--load-concurrency", type=int, help="REST classify clients while CRUD runs under load (cpu: 64)")
     load.add_argument("--warmup-s", type=float, help="per level, before the window (2)")
-    load.add_argument("--window-s", type=float, help="the measuring window per level (10)")
+    load.add_argument("--window-s", type=float, help="the measuring window per level (cpu: 6, cuda: 10)")
     load.add_argument(
         "--drain-s", type=float, help="per level, for requests in flight to come back (cpu: 15, cuda: 10)"
     )
+    load.add_argument("--ort-batches", type=_integers, help="ONNX Runtime alone's batch sizes (cpu: 1,2,4,8,16)")
+    load.add_argument("--ort-seconds", type=float, help="ONNX Runtime alone, per batch size and setting (cpu: 3)")
+    load.add_argument("--cache-levels", type=_integers, help="scenario 10's levels, the response cache on (cpu: 1,16)")
+    load.add_argument("--distinct-photos", type=int, help="scenario 10's photos that never repeat (cpu: 800)")
+    load.add_argument("--repeats", type=int, help="interleaved rounds of the headline ratios (cpu: 3; 0: none)")
+    load.add_argument("--headline-levels", type=_integers, help="the headline rounds' levels (cpu: 1,16,64)")
+    load.add_argument("--headline-window-s", type=float, help="each headline window (cpu: 4)")
 
     verdicts = parser.add_argument_group("report")
     verdicts.add_argument("--ratio-level", type=int, help="concurrency of the side-by-side ratios (16)")
@@ -202,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             plan = Plan(
                 args.levels, args.light_levels, args.crud_levels, args.load_concurrency, timing, args.crud_items,
-                args.phone_levels,
+                args.phone_levels, ort_batches=args.ort_batches, ort_seconds=args.ort_seconds,
+                cache_levels=args.cache_levels, distinct_photos=args.distinct_photos, repeats=args.repeats,
+                headline_levels=args.headline_levels, headline_window_s=args.headline_window_s,
+                ratio_level=args.ratio_level,
             )  # fmt: skip
+            say(f"this run's plan takes about {plan.planned_s / 60:.0f} minutes")
             report = benchmark(options, plan, workdir)
     except (MissingExport, ScenarioFailed, ServiceError) as exc:  # Triton's errors are ServiceErrors
         say(f"failed: {exc}")

@@ -101,6 +101,19 @@ def camera_photographs(
     return jpegs
 
 
+def distinct(jpegs: Sequence[bytes], count: int) -> list[bytes]:
+    """``count`` JPEGs made from ``jpegs`` in turn, each with one pixel of its own near the centre inverted: photos
+    that look the same but none of which is the bytes, or the network's input, of another (a pixel the centre crop
+    drops would leave the input unchanged), so no cache can answer one from another."""
+    found = []
+    for index in range(count):
+        pixels = decode(jpegs[index % len(jpegs)])
+        row, col = divmod(index // len(jpegs), 64)
+        pixels[pixels.shape[0] // 2 - 32 + row % 64, pixels.shape[1] // 2 - 32 + col] ^= 0xFF
+        found.append(_encode("variant", pixels))
+    return found
+
+
 def megapixels(jpeg: bytes) -> float:
     """Width x height of an encoded image in millions of pixels, from its header."""
     with Image.open(io.BytesIO(jpeg)) as image:

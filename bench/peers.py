@@ -3,8 +3,10 @@
 - ``fastapi-ort``: a plain FastAPI app running ONNX Runtime in-process, one session, each request decoded with
   OpenCV, preprocessed like ``export.preprocess.reference_preprocess`` and run as a batch of one in FastAPI's
   thread pool: what most tutorials build.
-- ``litserve``: LitServe with batching on (``max_batch_size``, ``batch_timeout``): requests are decoded and
-  preprocessed one by one, then run through the same session as one batch.
+- ``litserve``: LitServe with batching on (``max_batch_size``, ``batch_timeout``) and a worker process per core:
+  requests are decoded and preprocessed one by one, then run through a worker's session as one batch.
+
+Each runs at its best documented settings (``BEST``; every one can be overridden on the command line).
 
 Both read the exported ``model.onnx`` and ``labels.txt`` from the model repository, so model, weights and
 pixels equal Triton's; both answer ``POST /v1/classify`` with the top-5 as the gateway does. The FastAPI app
@@ -16,6 +18,8 @@ parses bodies as JSON or forms). Run by ``python -m bench``, or by hand:
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +36,6 @@ from export.preprocess import reference_preprocess
 from servables.names import LABELS, PROBABILITIES
 
 TOP_K = 5
-MAX_BATCH_SIZE = 8  # LitServe: at most this many requests per session run
-BATCH_TIMEOUT_S = 0.005  # LitServe: how long a batch waits to fill
 FASTAPI_ORT = "fastapi-ort"
 LITSERVE = "litserve"
 PATH = "/v1/classify"
@@ -44,13 +46,63 @@ class InvalidImage(ValueError):
     """The upload is not an image OpenCV can decode."""
 
 
-class OrtClassifier:
-    """The exported ResNet in one ONNX Runtime session (default threading), with its labels."""
+@dataclass(frozen=True)
+class Threads:
+    """An ONNX Runtime session's threading: intra-op threads (0: ORT's default, a thread per physical core) and
+    whether idle workers spin (None: ORT's default, they do)."""
 
-    def __init__(self, repository: Path, model: str) -> None:
+    intra_op: int = 0
+    spinning: bool | None = None
+
+    def options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op
+        if self.spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        return options
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a peer runs: its sessions' threads, and for LitServe its workers (0: one per core) and batching."""
+
+    threads: Threads
+    workers: int = 1
+    max_batch_size: int = 1
+    batch_timeout_s: float = 0.0
+
+    def describe(self) -> str:
+        threads = f"{self.threads.intra_op} intra-op thread(s)" if self.threads.intra_op else "ORT's default threads"
+        spinning = {None: "", True: ", spinning", False: ", spinning off"}[self.threads.spinning]
+        if self.max_batch_size <= 1:
+            return threads + spinning
+        workers = f"{self.workers} worker(s)" if self.workers else "a worker per core"
+        return (
+            f"{workers} of {threads}{spinning}, batching on (max_batch_size {self.max_batch_size}, batch_timeout "
+            f"{self.batch_timeout_s * 1000:g} ms)"
+        )
+
+
+# Each peer at its best documented settings (issue 23), measured against the alternatives (interleaved, CPU per
+# request by process, in the commit that set them). Spinning off for both: ONNX Runtime's idle workers
+# otherwise spin on the cores the peer's own HTTP handling and decode need (1.5x the CPU per request at c=1 here).
+# The FastAPI app serves each request with the whole machine (ORT's default threads: a lone request is fast).
+# LitServe as its documentation says for a CPU: a worker per core (each session on one thread), batching on.
+BEST = {
+    FASTAPI_ORT: Settings(Threads(spinning=False)),
+    LITSERVE: Settings(Threads(intra_op=1, spinning=False), workers=0, max_batch_size=16, batch_timeout_s=0.005),
+}
+
+
+class OrtClassifier:
+    """The exported ResNet in one ONNX Runtime session, with its labels."""
+
+    def __init__(self, repository: Path, model: str, threads: Threads = Threads()) -> None:
         folder = repository / model
         self.model = model
-        self.session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(folder / "1" / "model.onnx"), threads.options(), providers=["CPUExecutionProvider"]
+        )
         self.input = self.session.get_inputs()[0].name
         self.labels = (folder / LABELS).read_text().splitlines()
 
@@ -78,9 +130,9 @@ class OrtClassifier:
         return self.answer(self.top_k(self.preprocess(jpeg)[np.newaxis])[0])
 
 
-def create_fastapi_ort_app(repository: Path, model: str) -> FastAPI:
+def create_fastapi_ort_app(repository: Path, model: str, threads: Threads = Threads()) -> FastAPI:
     """The plain app: decode, preprocess and a batch-of-one session run per request, in the thread pool."""
-    classifier = OrtClassifier(repository, model)
+    classifier = OrtClassifier(repository, model, threads)
     app = FastAPI(title=f"FastAPI + ONNX Runtime {model}")
 
     @app.post(PATH)
@@ -101,13 +153,16 @@ class ResNetAPI(ls.LitAPI):
     """LitServe's side: per-request decode and preprocessing, then one session run per batch. Module level,
     because LitServe pickles it into its worker process."""
 
-    def __init__(self, repository: Path, model: str) -> None:
-        super().__init__(max_batch_size=MAX_BATCH_SIZE, batch_timeout=BATCH_TIMEOUT_S, api_path=PATH)
+    def __init__(
+        self, repository: Path, model: str, threads: Threads, max_batch_size: int, batch_timeout_s: float
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout_s, api_path=PATH)
         self.repository = repository
         self.model = model
+        self.threads = threads
 
     def setup(self, device: str) -> None:
-        self.classifier = OrtClassifier(self.repository, self.model)
+        self.classifier = OrtClassifier(self.repository, self.model, self.threads)
 
     # No annotation on ``request``: LitServe reads it to choose the parsing, and only a bare parameter gets the
     # request itself (its form, for a multipart upload).
@@ -137,13 +192,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
+    tuning = parser.add_argument_group("settings (default: each peer's best here, see BEST)")
+    tuning.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per session (0: its default)")
+    tuning.add_argument("--spinning", choices=("on", "off", "default"), help="ONNX Runtime's idle workers spin")
+    tuning.add_argument("--workers", type=int, help="LitServe: inference worker processes")
+    tuning.add_argument("--max-batch-size", type=int, help="LitServe: requests per session run at most")
+    tuning.add_argument("--batch-timeout-ms", type=float, help="LitServe: how long a batch waits to fill")
     args = parser.parse_args(argv)
+    best = BEST[args.kind]
+    spinning = {"on": True, "off": False, "default": None}[args.spinning] if args.spinning else best.threads.spinning
+    threads = Threads(best.threads.intra_op if args.threads is None else args.threads, spinning)
     if args.kind == FASTAPI_ORT:
-        uvicorn.run(
-            create_fastapi_ort_app(args.repository, args.model), host=args.host, port=args.port, log_level="warning"
-        )
+        app = create_fastapi_ort_app(args.repository, args.model, threads)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     else:
-        server = ls.LitServer(ResNetAPI(args.repository, args.model), accelerator="cpu", workers_per_device=1)
+        api = ResNetAPI(
+            args.repository, args.model, threads, args.max_batch_size or best.max_batch_size,
+            (best.batch_timeout_s if args.batch_timeout_ms is None else args.batch_timeout_ms / 1000),
+        )  # fmt: skip
+        workers = args.workers or best.workers or len(os.sched_getaffinity(0))
+        server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers)
         server.run(host=args.host, port=args.port, num_api_servers=1, log_level="warning", generate_client_file=False)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.costs import FEED_INSTANCES, PriceTable, feed_capacity
-from bench.process_cpu import CLIENT
+from bench.process_cpu import CLIENT, STUB
 from bench.results import Section
 from bench.suite import (
     EDGES_BY_SIZE,
@@ -24,6 +24,8 @@ from bench.suite import (
     GRPC_CLASSIFY_PHONE,
     GRPC_NOBATCH,
     GRPC_RESNET,
+    REST_CACHE_MISSES,
+    REST_CACHED,
     REST_CLASSIFY,
     REST_CLASSIFY_PHONE,
     TO_GATEWAY,
@@ -32,9 +34,9 @@ from bench.suite import (
     Measured,
 )
 from bench.triton_stats import TritonDelta
-from servables.names import CLASSIFY, DECODE_REDUCED, PREPROCESS
+from servables.names import CLASSIFY
 
-PATH_ROLES = ("gateway", "triton", TRITON_STUBS)  # the processes a classification passes through
+PATH_ROLES = ("gateway", "triton")  # and the stubs of the ensemble's steps: the processes a classification passes
 CLIENT_BOUND_CORES = 0.8  # the load generator's event loop is one thread: near a core, it is the bottleneck
 
 
@@ -92,9 +94,12 @@ def _sub(total: float | None, *parts: float | None) -> float | None:
 
 
 def cpu_ms(measured: Measured, level: int, role: str) -> float | None:
-    """CPU milliseconds a process tree spent per successful request of one level's window."""
+    """CPU milliseconds a process (or ``TRITON_STUBS``: every python-backend stub) spent per successful request of
+    one level's window."""
     point = measured.scenario.at(level)
-    seconds = measured.cpu_s.get(level, {}).get(role)
+    by_role = measured.cpu_s.get(level, {})
+    stubs = [seconds for name, seconds in by_role.items() if name.startswith(STUB)]
+    seconds = sum(stubs) if role == TRITON_STUBS and stubs else by_role.get(role)
     if point is None or seconds is None or point.load.requests == 0:
         return None
     return seconds / point.load.requests * 1000
@@ -153,9 +158,10 @@ def _cpu_of(measured: Measured, role: str) -> Callable[[int], float | None]:
 
 
 def classify_breakdown(
-    measured: dict[str, Measured], resnet: str, steps: dict[str, float], low: int, high: int
+    measured: dict[str, Measured], resnet: str, steps: dict[str, float], low: int, high: int, models: Sequence[str]
 ) -> Section:
-    """The classify route at a light and a loaded level: latency parts, CPU per request, and findings."""
+    """The classify route at a light and a loaded level: latency parts (``models``: the ensemble's steps as Triton
+    serves them), CPU per request, and findings."""
     rest, grpc = measured[REST_CLASSIFY], measured[GRPC_CLASSIFY]
     rows: list[list[str | int | float | None]] = []
 
@@ -182,8 +188,9 @@ def classify_breakdown(
         "Triton statistics",
         lambda c: _field(_delta(rest, c, resnet), "mean_batch_size"),
     )
-    for model in (DECODE_REDUCED, PREPROCESS):
-        row(f"of which: {model} queue + compute", "Triton statistics", _step_of(rest, model))
+    for model in models:
+        if model != resnet:
+            row(f"of which: {model} queue + compute", "Triton statistics", _step_of(rest, model))
     row("gateway header check (Pillow)", "in-process, idle", lambda c: steps["header"])
     row("Triton's reduced-scale decode (imaging.decode)", "in-process, idle", lambda c: steps["decode"])
     row("gateway gRPC request: the bytes into a protobuf", "in-process, idle", lambda c: steps["request"])
@@ -193,10 +200,10 @@ def classify_breakdown(
         "REST - Triton - the gateway's three above",
         lambda c: _sub(_latency(rest, c), server[c], own - steps["decode"]),
     )
-    for role in (CLIENT, *PATH_ROLES):
-        row(f"CPU per REST request: {role}", "psutil, process tree", _cpu_of(rest, role))
+    for role in (CLIENT, *PATH_ROLES, TRITON_STUBS):
+        row(f"CPU per REST request: {role}", "schedstat, per process", _cpu_of(rest, role))
     for role in (CLIENT, "triton", TRITON_STUBS):
-        row(f"CPU per gRPC request: {role}", "psutil, process tree", _cpu_of(grpc, role))
+        row(f"CPU per gRPC request: {role}", "schedstat, per process", _cpu_of(grpc, role))
 
     findings = []
     latency, served = _latency(rest, low), server[low]
@@ -245,6 +252,46 @@ def classify_breakdown(
     )
 
 
+def cache_section(measured: dict[str, Measured], resnet: str) -> Section:
+    """Scenario 10 beside scenario 1: latency, the network's hit ratio and CPU per request by process."""
+    roles = ["gateway", "triton", TRITON_STUBS, STUB + resnet]
+    rows: list[list[str | int | float | None]] = []
+    findings = []
+    for name in (REST_CACHED, REST_CACHE_MISSES, REST_CLASSIFY):
+        item = measured.get(name)
+        for level in item.scenario.levels if item else []:
+            c, load = level.load.concurrency, level.load
+            delta = _delta(item, c, resnet) if item else None
+            looked = delta.cache_hits + delta.cache_misses if delta else 0
+            ratio = delta.cache_hits / looked if delta and looked else None
+            figures = [cpu_ms(item, c, role) if item else None for role in roles]
+            rows.append([name, c, load.throughput_rps, load.latency.mean_ms, load.latency.p99_ms, ratio, *figures])
+    hits, plain = measured.get(REST_CACHED), measured.get(REST_CLASSIFY)
+    if hits is None or plain is None:
+        return Section("Response cache", "Not measured.", [], [])
+    for c in [lvl.load.concurrency for lvl in hits.scenario.levels]:
+        cached_cpu = _add(*(cpu_ms(hits, c, role) for role in ("gateway", "triton", TRITON_STUBS)))
+        plain_cpu = _add(*(cpu_ms(plain, c, role) for role in ("gateway", "triton", TRITON_STUBS)))
+        if cached_cpu is not None and plain_cpu is not None and _latency(hits, c) is not None:
+            findings.append(
+                f"c={c}: a repeated photo took {_f(_latency(hits, c))} ms (without the cache {_f(_latency(plain, c))}) "
+                f"and {_f(cached_cpu)} CPU-ms of the gateway, Triton and its stubs ({_f(plain_cpu)})."
+            )
+    return Section(
+        title="Response cache (scenario 10, a stack of its own with Triton's response cache on)",
+        text=(
+            "The networks answer repeats from Triton's response cache, keyed by their own version and input "
+            "(servables.runtime.cached says why not the ensembles): a hit still decodes and preprocesses, and skips "
+            "the network. The six photos again and again (hits), then photos none of which repeats (misses: what "
+            "the cache adds to every request), beside scenario 1 (no cache). Hit ratio: Triton's statistics of the "
+            "network over the window. CPU-ms per request by process."
+        ),
+        header=["scenario", "concurrency", "req/s", "mean ms", "p99 ms", "network hit ratio", *roles],
+        rows=rows,
+        findings=findings,
+    )
+
+
 def cpu_section(measured: dict[str, Measured]) -> Section:
     """CPU milliseconds per request by process tree, for every scenario and level, and how busy the cores were;
     a finding names the levels where the load generator itself was near a full core."""
@@ -286,14 +333,14 @@ def cpu_section(measured: dict[str, Measured]) -> Section:
 
 @dataclass(frozen=True)
 class PathFigures:
-    """One input set's classify path through one scenario at one concurrency: CPU per request by process, the
-    ResNet's own CPU per image, and the bytes each hop received per request."""
+    """One input set's classify path through one scenario at one concurrency: CPU per request of each process it
+    passes through (the network's stub among them), and the bytes each hop received per request."""
 
     scenario: str
     label: str
     concurrency: int
-    cpu_ms: dict[str, float | None]  # role -> CPU-ms per request, over PATH_ROLES
-    resnet_ms: float | None  # the network's own CPU per image: Triton's, serving scenario 3 (the ResNet alone)
+    cpu_ms: dict[str, float | None]  # role -> CPU-ms per request: the gateway, Triton, each step's stub processes
+    resnet_ms: float | None  # the network's stub's CPU per request (one image each), in the same window
     wire_bytes: dict[str, float]  # hop -> bytes received per request
     upload_bytes: float | None  # the mean file the client sent
     latency_ms: float | None  # mean
@@ -304,41 +351,41 @@ class PathFigures:
 
     @property
     def path_cpu_ms(self) -> float | None:
-        """All the path's processes' CPU per request minus the ResNet's own compute: what feeding it costs."""
+        """The path's processes' CPU per request but the network's stub: what feeding the network costs."""
         return _sub(self.total_cpu_ms, self.resnet_ms)
 
     def explain(self) -> str:
         """The profile behind the figure, for a goal's detail."""
         parts = ", ".join(f"{role} {_f(ms)}" for role, ms in self.cpu_ms.items())
-        return f"c={self.concurrency}: {parts}, minus the ResNet alone {_f(self.resnet_ms)} CPU-ms per request"
+        return f"c={self.concurrency}, CPU-ms per request: {parts}; the network's is the {_f(self.resnet_ms)}"
 
 
-def path_figures(measured: dict[str, Measured], name: str, label: str, level: int) -> PathFigures | None:
-    """The path's figures; the ResNet's own CPU is Triton's (server and stubs) per request of scenario 3 at the
-    same concurrency: CPU minus CPU. (Triton's compute_infer is wall time: on a busy machine it counts waits for
-    a core, and with ONNX Runtime's intra-op threads one wall millisecond can be two CPU milliseconds.)"""
+def path_figures(
+    measured: dict[str, Measured], name: str, label: str, level: int, resnet: str, steps: Sequence[str]
+) -> PathFigures | None:
+    """The path's figures, every one from its own process in the same window: the gateway, Triton's server process
+    and the stubs of the ensemble's ``steps`` (the network's, ``resnet``, is the one the path feeds)."""
     item = measured.get(name)
     point = item.scenario.at(level) if item else None
     if item is None or point is None or not point.load.requests:
         return None
     requests = point.load.requests
+    roles = [*PATH_ROLES, *(STUB + step for step in steps)]
     return PathFigures(
         scenario=name,
         label=label,
         concurrency=level,
-        cpu_ms={role: cpu_ms(item, level, role) for role in PATH_ROLES},
-        resnet_ms=_resnet_cpu_ms(measured.get(GRPC_RESNET), level),
+        cpu_ms={role: cpu_ms(item, level, role) for role in roles},
+        resnet_ms=cpu_ms(item, level, STUB + resnet),
         wire_bytes={hop: count / requests for hop, count in item.wire_bytes.get(level, {}).items()},
         upload_bytes=item.upload_bytes,
         latency_ms=point.load.latency.mean_ms,
     )
 
 
-def _resnet_cpu_ms(alone: Measured | None, level: int) -> float | None:
-    return _add(cpu_ms(alone, level, "triton"), cpu_ms(alone, level, TRITON_STUBS)) if alone else None
-
-
-def classify_paths(measured: dict[str, Measured], levels: Sequence[int]) -> list[PathFigures]:
+def classify_paths(
+    measured: dict[str, Measured], levels: Sequence[int], resnet: str, steps: Sequence[str]
+) -> list[PathFigures]:
     """REST and gRPC classify, ImageNet-size and phone photos, at each of ``levels`` they were measured at."""
     runs = [
         (REST_CLASSIFY, "ImageNet-size, REST"),
@@ -346,14 +393,15 @@ def classify_paths(measured: dict[str, Measured], levels: Sequence[int]) -> list
         (REST_CLASSIFY_PHONE, "phone photo, REST"),
         (GRPC_CLASSIFY_PHONE, "phone photo, gRPC"),
     ]
-    figures = [path_figures(measured, name, label, level) for name, label in runs for level in levels]
+    figures = [path_figures(measured, name, label, level, resnet, steps) for name, label in runs for level in levels]
     return [figure for figure in figures if figure is not None]
 
 
 def paths_section(paths: Sequence[PathFigures]) -> Section:
+    roles = list(dict.fromkeys(role for p in paths for role in p.cpu_ms))
     rows: list[list[str | int | float | None]] = [
         [
-            p.label, p.concurrency, *p.cpu_ms.values(), p.resnet_ms, p.path_cpu_ms, p.upload_bytes,
+            p.label, p.concurrency, *(p.cpu_ms.get(role) for role in roles), p.path_cpu_ms, p.upload_bytes,
             p.wire_bytes.get(TO_GATEWAY), p.wire_bytes.get(TO_TRITON), p.latency_ms,
         ]
         for p in paths
@@ -361,15 +409,16 @@ def paths_section(paths: Sequence[PathFigures]) -> Section:
     return Section(
         title="Path CPU and bytes per classification",
         text=(
-            "CPU milliseconds per request of every process a classification passes through (the gateway; Triton's "
-            "server process; its python-backend stubs, where decode, preprocessing and the ONNX Runtime sessions "
-            "run), the ResNet's own CPU per image (Triton's CPU per request serving preprocessed tensors to the "
-            "ResNet alone, scenario 3, at the same concurrency), and path CPU: the sum minus the ResNet. Bytes are "
-            "what each hop's server received per request, counted by the kernel (`ss`, framing included): from the "
-            "client at the gateway, and at Triton's gRPC port from the gateway (REST) or the client (gRPC)."
+            "CPU milliseconds per request of every process a classification passes through, each read from its "
+            "own threads' schedstat over the same window: the gateway, Triton's server process, and the "
+            "python-backend stubs of each step of the classify ensemble as Triton serves it (decode, "
+            "preprocessing, the network). Path CPU is all of them but the network's stub: what feeding the "
+            "network costs. Bytes are what each hop's server received per request, counted by the kernel (`ss`, "
+            "framing included): from the client at the gateway, and at Triton's gRPC port from the gateway (REST) "
+            "or the client (gRPC)."
         ),
-        header=["input, route", "concurrency", *PATH_ROLES, "ResNet CPU ms", "path CPU ms", "upload bytes",
-                "bytes client->gateway", "bytes ->Triton", "mean latency ms"],
+        header=["input, route", "concurrency", *roles, "path CPU ms", "upload bytes", "bytes client->gateway",
+                "bytes ->Triton", "mean latency ms"],
         rows=rows,
     )  # fmt: skip
 

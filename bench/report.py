@@ -131,7 +131,9 @@ def to_markdown(report: Report, files: ReportFiles) -> str:
     lines = [
         f"# {report.title}",
         "",
-        f"Run started {report.started_at}. Closed loop per level: {timing.warmup_s:g} s warm-up, then "
+        f"Run started {report.started_at}"
+        + (f" and took {report.duration_s / 60:.1f} minutes" if report.duration_s else "")
+        + f". Closed loop per level: {timing.warmup_s:g} s warm-up, then "
         f"{timing.window_s:g} s measured (at most {timing.max_requests:,} requests a level). Throughput "
         "counts successful requests completed inside the window; mean batch and queue come from Triton's "
         "statistics over the same window.",

@@ -97,6 +97,7 @@ class Report:
     goals: list[Goal] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     instance: str = ""  # the instance kind this run's throughput is priced as
+    duration_s: float | None = None  # how long the run took, start to report
 
 
 def ratio_value(report: Report, ratio: Ratio) -> float | None:

@@ -6,21 +6,28 @@ The gateway's in-process step timings are taken after the stack has stopped, so 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
+import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import goals, profile
+from bench import goals, model_step, profile
+from bench import ort_alone as alone
 from bench.costs import Measurement, PriceTable, measurements, measurements_from_report, rank_routes
 from bench.inputs import PHONE_PHOTOGRAPHS, PHONE_SIZE, PHOTOGRAPHS, SHORT_SIDE, camera_photographs, photographs
 from bench.machine import machine_info
+from bench.ort_alone import Point
 from bench.results import Report, Scenario
 from bench.stack import StackOptions, running_stack, say
-from bench.suite import CRUD_LOADED, GRPC_RESNET, Inputs, Plan, SuiteResult, run_suite
+from bench.suite import CRUD_LOADED, GRPC_RESNET, Inputs, Plan, SuiteResult, Yardstick, run_cache_suite, run_suite
 from bench.sweep import SweepPlan, run_sweep
-from bench.variants import bench_repository
+from bench.variants import bench_repository, exported_model
+from servables.repository import read_config
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ def _where(machine: dict[str, object], device: str) -> str:
     return f"{machine['cpu_model']}, {machine['cpu_cores']} cores (CPU)"
 
 
+RESPONSE_CACHE_BYTES = 64 << 20  # scenario 10's Triton: about 15,000 answers of the network (4 KB each)
 EDGE_SIZES = {"0.3mp": (640, 480), "2mp": (1632, 1224)}  # and the phone size, 12 MP
 
 
@@ -93,7 +101,7 @@ def _suite_notes(plan: Plan, options: RunOptions, result: SuiteResult, inputs: I
         "gateway / gRPC measures the gateway's own overhead (HTTP, header check, event loop, JSON).",
         "Peers: the FastAPI + ONNX Runtime app and LitServe (bench/peers.py) load the same model.onnx and labels "
         "as Triton, decode with OpenCV at full size and preprocess like export.preprocess.reference_preprocess; "
-        "each runs only during its own scenarios.",
+        "each at its best documented settings (bench/peers.py BEST), paused outside its own windows.",
         "REST clients are aiohttp sessions (keep-alive, a connection per concurrent client): httpx spent 1-3.5 ms "
         "of client CPU per request here against aiohttp's 0.2, and the client shares the cores with the servers.",
         f"Gateway: {options.gateway_workers} uvicorn worker(s) as `python -m gateway` runs it (log level info, an "
@@ -142,8 +150,23 @@ def _gpu_rate(options: RunOptions, result: SuiteResult) -> tuple[float | None, s
     return best
 
 
+def ort_alone(options: RunOptions, plan: Plan) -> tuple[list[Point], Yardstick | None]:
+    """ONNX Runtime alone on the exported network (``bench.ort_alone``), in a process of its own, and the best of it
+    to measure again in the headline rounds; none on a GPU."""
+    if options.device != "cpu":
+        return [], None
+    folder = exported_model(options.repository, options.model)
+    model, crop = str(folder / "1" / "model.onnx"), int(read_config(folder / "config.pbtxt").input[0].dims[-1])
+    say(f"ONNX Runtime alone: {options.model} at batches {plan.ort_batches}, {plan.ort_seconds:g} s each setting")
+    command = alone.command(model, plan.ort_batches, plan.ort_seconds, crop, list(alone.SETTINGS))
+    points = alone.points_of(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    top = alone.best(points)
+    return points, Yardstick(model, crop, top.setting, top.batch) if top else None
+
+
 def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
     """Every scenario against one stack; the report's contents."""
+    started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
     inputs = _inputs(options.quick)
@@ -151,17 +174,33 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
     models = bench_repository(
         options.repository, workdir / "models", options.model, options.device, options.fp16_repository
     )
+    points, yardstick = ort_alone(options, plan)  # before the stack: nothing else running
     stack_options = StackOptions(options.model, options.weights, options.device, options.gateway_workers)
     with running_stack(workdir / "models", workdir, stack_options) as stack:
-        result = asyncio.run(run_suite(plan, stack, models, inputs, workdir))
+        result = asyncio.run(run_suite(plan, stack, models, inputs, workdir, yardstick))
+    if plan.cache_levels:
+        say(f"restarting Triton with its response cache on ({RESPONSE_CACHE_BYTES >> 20} MiB) for scenario 10")
+        (workdir / "cached").mkdir()
+        cached = dataclasses.replace(stack_options, naive=False, response_cache_bytes=RESPONSE_CACHE_BYTES)
+        with running_stack(workdir / "models", workdir / "cached", cached) as stack:
+            result.measured |= asyncio.run(run_cache_suite(plan, stack, models, inputs)).measured
     say("timing the path's own steps in-process")
     steps = profile.gateway_steps_ms(jpegs, repeats=3 if options.quick else 30)
-    paths = profile.classify_paths(result.measured, (1, options.ratio_level))
+    paths = profile.classify_paths(result.measured, (1, options.ratio_level), models.resnet, result.classify_steps)
     gpu_rate, gpu_where = _gpu_rate(options, result)
     scenarios = [item.scenario for item in result.measured.values()]
     low = min(plan.levels)
     high = options.ratio_level if options.ratio_level in plan.levels else max(plan.levels)
     routes, compared = _routes(scenarios, options)
+    cores = len(os.sched_getaffinity(0))
+    steps_alone = (
+        [
+            model_step.ort_alone_section(points),
+            model_step.model_step_section(result.measured, models.resnet, points, cores),
+        ]
+        if points
+        else []
+    )
     return Report(
         title=f"Benchmark: {options.model} on {_where(machine, options.device)}",
         started_at=started_at,
@@ -173,15 +212,18 @@ def benchmark(options: RunOptions, plan: Plan, workdir: Path) -> Report:
         p99_target_ms=options.p99_target_ms,
         prices=options.prices,
         notes=_common_notes(options, jpegs, machine) + _suite_notes(plan, options, result, inputs) + compared,
-        goals=goals.goals(scenarios, options.ratio_level, options.device, paths),
+        goals=goals.goals(scenarios, options.ratio_level, options.device, paths, alone.best(points), result.headline),
         sections=[
+            *steps_alone,
             profile.paths_section(paths),
             profile.feed_section(paths, options.prices, gpu_rate, gpu_where),
-            profile.classify_breakdown(result.measured, models.resnet, steps, low, high),
+            *([profile.cache_section(result.measured, models.resnet)] if plan.cache_levels else []),
+            profile.classify_breakdown(result.measured, models.resnet, steps, low, high, result.classify_steps),
             profile.edges_section(result.measured),
             profile.cpu_section(result.measured),
         ],
         instance=options.instance,
+        duration_s=time.monotonic() - started,
     )
 
 

@@ -36,13 +36,14 @@ def port_of(url: str) -> int:
 class Stack:
     triton: TritonServer
     gateway: Service
-    naive: Service
+    naive: Service | None
     repository: Path  # what Triton serves; the peers load the same model.onnx from it
 
     def pids(self) -> dict[str, int]:
         """The process trees whose CPU time the benchmark accounts for, by role."""
         assert self.triton.process is not None
-        return {"gateway": self.gateway.pid, "triton": self.triton.process.pid, "naive": self.naive.pid}
+        naive = {"naive": self.naive.pid} if self.naive else {}
+        return {"gateway": self.gateway.pid, "triton": self.triton.process.pid, **naive}
 
 
 @contextlib.contextmanager
@@ -72,11 +73,14 @@ class StackOptions:
     device: str  # the naive baseline's: cpu or cuda
     gateway_workers: int
     startup_timeout_s: float = 300.0
+    naive: bool = True  # the eager-PyTorch baseline beside the stack
+    response_cache_bytes: int = 0  # Triton's response cache (launcher.triton.TritonServer); 0: off
 
 
 @contextlib.contextmanager
 def running_stack(repository: Path, workdir: Path, options: StackOptions) -> Iterator[Stack]:
-    """Start all three (the baseline loads its model while Triton starts), yield when all are ready."""
+    """Start all three (the baseline, if asked for, loads its model while Triton starts), yield when all are
+    ready."""
     http, grpc, metrics, gateway_port, naive_port = free_ports(5)
     naive = Service.http(
         "naive baseline",
@@ -92,6 +96,7 @@ def running_stack(repository: Path, workdir: Path, options: StackOptions) -> Ite
         exit_timeout_s=10,
         startup_timeout_s=options.startup_timeout_s,
         log_path=workdir / "tritonserver.log",
+        response_cache_bytes=options.response_cache_bytes,
     )
     gateway_env = {
         **os.environ,
@@ -105,15 +110,17 @@ def running_stack(repository: Path, workdir: Path, options: StackOptions) -> Ite
     command = [sys.executable, "-m", "gateway"]
     gateway = Service.http("gateway", command, workdir / "gateway.log", gateway_url, "/readyz", gateway_env)
     with contextlib.ExitStack() as stack:  # unwinds in reverse: gateway, then Triton, then the baseline
-        say(f"starting the naive baseline ({options.model} eager PyTorch on {options.device})")
-        stack.callback(naive.stop)
-        naive.start()
+        if options.naive:
+            say(f"starting the naive baseline ({options.model} eager PyTorch on {options.device})")
+            stack.callback(naive.stop)
+            naive.start()
         say(f"starting Triton (gRPC {grpc}); log: {triton.log_path}")
         started = time.monotonic()
         stack.enter_context(triton)
         say(f"Triton ready in {time.monotonic() - started:.1f} s; starting {options.gateway_workers} gateway worker(s)")
         stack.callback(gateway.stop)
         gateway.start(options.startup_timeout_s)
-        naive.wait_ready(options.startup_timeout_s)
+        if options.naive:
+            naive.wait_ready(options.startup_timeout_s)
         say("all up")
-        yield Stack(triton, gateway, naive, repository)
+        yield Stack(triton, gateway, naive if options.naive else None, repository)

@@ -8,25 +8,28 @@ measuring window.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from tritonclient.grpc.aio import InferenceServerClient
 
-from bench import peers
+from bench import headline, ort_alone, peers
 from bench import scenarios as sc
-from bench.inputs import RoundRobin
+from bench.inputs import RoundRobin, distinct
 from bench.loadgen import Background, Observers, Send, Timing, background_load, run_levels
-from bench.process_cpu import CpuWindow
+from bench.process_cpu import CpuWindow, triton_stub_role
 from bench.results import Level, Scenario
 from bench.stack import Stack, port_of, running_peer, say
 from bench.stats import error_kind
 from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import BenchModels
 from bench.wire import Hop, WireWindow
+from launcher.process import Service
 from servables.names import CLASSIFY, EDGES
 
 # Scenario keys, as the report's JSON and ratios name them.
@@ -44,11 +47,13 @@ FASTAPI_ORT_PHONE = "fastapi_ort_phone"
 LITSERVE_PHONE = "litserve_phone"
 CRUD = "crud"
 CRUD_LOADED = "crud_under_load"
+REST_CACHED = "rest_classify_cached"  # scenario 10: Triton's response cache on, the six photos again and again
+REST_CACHE_MISSES = "rest_classify_cache_misses"  # the same, every photo a new one
 REST_EDGES = "rest_edges"
 GRPC_EDGES = "grpc_edges"
 EDGES_BY_SIZE = "rest_edges_"  # + the size's label, e.g. rest_edges_12mp
 
-# Process roles beside the stack's: Triton's python-backend stubs, apart from the server process.
+# Triton's python-backend stubs together (each is counted under its model: bench.process_cpu.STUB).
 TRITON_STUBS = "triton stubs"
 # Hops whose received bytes are counted (bench.wire).
 TO_GATEWAY, TO_TRITON, TO_PEER = "client->gateway", "->triton", "client->peer"
@@ -74,6 +79,34 @@ class Plan:
     timing: Timing
     crud_items: int  # seeded before the CRUD scenario
     phone_levels: tuple[int, ...] = (1, 4)  # phone photos: REST, gRPC and the peers
+    ort_batches: tuple[int, ...] = (1, 2, 4, 8, 16)  # ONNX Runtime alone (bench.ort_alone), before the stack starts
+    ort_seconds: float = 3.0  # per batch size and setting
+    cache_levels: tuple[int, ...] = (1, 16)  # scenario 10, on a stack of its own with the response cache on
+    distinct_photos: int = 800  # scenario 10's misses: more than its levels send
+    repeats: int = 3  # interleaved rounds of the headline ratios (0: none)
+    headline_levels: tuple[int, ...] = (1, 16, 64)
+    headline_window_s: float = 4.0
+    ratio_level: int = 16  # where gRPC joins the headline rounds
+    edge_sizes: int = 3  # the edge route's image sizes (bench.run.EDGE_SIZES and the phone size)
+
+    @property
+    def planned_s(self) -> float:
+        """About how long the run takes: every level's warm-up and window plus a second to come back, ONNX Runtime
+        alone, the headline rounds, and a minute for the servers to start (more when levels queue for long)."""
+        timing = self.timing
+        level_s = timing.warmup_s + timing.window_s + 1
+        levels = 5 * len(self.levels) + 2 * len(self.phone_levels)  # scenarios 1-5 and 8
+        levels += 2 * (len(self.levels) + len(self.phone_levels))  # the peers
+        levels += 2 * len(self.light_levels) + self.edge_sizes - 1 + len(self.largest_edge_levels)
+        levels += 2 * len(self.crud_levels)
+        alone = 3 * len(self.ort_batches) * (self.ort_seconds + 1)
+        levels += 2 * len(self.cache_levels)  # on a stack of their own: another 30 s to start it
+        rounds = self.repeats * sum(3 + (level == self.ratio_level) for level in self.headline_levels)
+        probes = self.repeats * sum(level >= self.ratio_level for level in self.headline_levels)  # ORT alone again
+        start = 60 + (30 if self.cache_levels else 0)
+        windows = rounds * (timing.warmup_s + self.headline_window_s + 1) + probes * (self.headline_window_s + 3)
+        return start + levels * level_s + alone + windows
+
     largest_edge_levels: tuple[int, ...] = (1, 4)  # the largest edge size (504s counted); the others at 1
     read_fraction: float = 0.8
 
@@ -90,10 +123,31 @@ class Measured:
     upload_bytes: float | None = None  # the mean body the scenario sent (its inputs' mean size)
 
 
+@dataclass(frozen=True)
+class Yardstick:
+    """ONNX Runtime alone at its best (bench.ort_alone), measured again in the headline rounds."""
+
+    model: str  # the model.onnx
+    crop: int
+    setting: str
+    batch: int
+
+    async def images_per_s(self, seconds: float) -> float:
+        command = ort_alone.command(self.model, [self.batch], seconds, self.crop, [self.setting])
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+        output, _ = await process.communicate()
+        if process.returncode:
+            raise ScenarioFailed(f"ONNX Runtime alone failed ({process.returncode}): {' '.join(command)}")
+        (point,) = ort_alone.points_of(output.decode())
+        return point.images_per_s
+
+
 @dataclass
 class SuiteResult:
     measured: dict[str, Measured] = field(default_factory=dict)
     background: Background | None = None
+    classify_steps: list[str] = field(default_factory=list)  # the models the classify ensemble runs, as served
+    headline: list[headline.Repeats] = field(default_factory=list)  # the goals' ratios, interleaved repeats
 
 
 class ScenarioFailed(RuntimeError):
@@ -137,7 +191,7 @@ class _Meter:
             if error_kind(exc) not in expected_errors:
                 raise ScenarioFailed(f"{name}: the first request failed ({error_kind(exc)}): {exc}") from exc
         windows = {model: TritonWindow(self.triton, model) for model in models}
-        cpu = CpuWindow(self.stack.pids() | dict(extra_pids or {}), children_apart={"triton": TRITON_STUBS})
+        cpu = CpuWindow(self.stack.pids() | dict(extra_pids or {}), children_apart={"triton": triton_stub_role})
         wire = WireWindow(hops or {})
         observer = Observers(*windows.values(), cpu, wire)
         results = await run_levels(send, levels, self.timing, label=name, observer=observer)
@@ -170,42 +224,78 @@ class _Meter:
             )
 
     async def peer(
-        self, kind: str, model: str, workdir: Path, runs: Sequence[tuple[str, Sequence[bytes], Sequence[int]]]
+        self, kind: str, service: Service, runs: Sequence[tuple[str, Sequence[bytes], Sequence[int]]]
     ) -> None:
-        """A peer started for its scenarios (name, JPEGs, levels) and stopped after them; its process tree is
-        counted under its own role."""
-        with running_peer(kind, self.stack, model, workdir) as service:
-            hops = {TO_PEER: Hop(port_of(service.url))}
-            for name, jpegs, levels in runs:
-                title = f"{_PEER_TITLES[kind]}{' (phone photos)' if jpegs is self.phone else ''}"
-                async with sc.http_client(service.url, max(levels)) as session:
-                    if kind == peers.LITSERVE:
-                        send = sc.post_multipart(session, peers.PATH, peers.UPLOAD_FIELD, RoundRobin(jpegs))
-                    else:
-                        send = sc.post_image(session, peers.PATH, RoundRobin(jpegs))
-                    await self.measure(
-                        name, title, send, levels, hops=hops, extra_pids={kind: service.pid}, jpegs=jpegs
-                    )
+        """A peer's scenarios (name, JPEGs, levels); its process tree is counted under its own role."""
+        hops = {TO_PEER: Hop(port_of(service.url))}
+        for name, jpegs, levels in runs:
+            title = f"{_PEER_TITLES[kind]}{' (phone photos)' if jpegs is self.phone else ''}"
+            async with sc.http_client(service.url, max(levels)) as session:
+                send = _peer_send(kind, session, jpegs)
+                await self.measure(name, title, send, levels, hops=hops, extra_pids={kind: service.pid}, jpegs=jpegs)
 
 
+def _peer_send(kind: str, session: aiohttp.ClientSession, jpegs: Sequence[bytes]) -> Send:
+    """A peer takes the JPEG the way its documentation says: LitServe as a multipart file, the FastAPI app raw."""
+    if kind == peers.LITSERVE:
+        return sc.post_multipart(session, peers.PATH, peers.UPLOAD_FIELD, RoundRobin(jpegs))
+    return sc.post_image(session, peers.PATH, RoundRobin(jpegs))
+
+
+async def _headline(
+    plan: Plan,
+    gateway: str,
+    triton: InferenceServerClient,
+    started: Mapping[str, Service],
+    jpegs: Sequence[bytes],
+    yardstick: Yardstick | None,
+) -> list[headline.Repeats]:
+    """The goals' ratios, interleaved: REST and each peer at each headline level, gRPC at the ratio level, ONNX
+    Runtime alone (its best setting and batch) once a round from the ratio level up."""
+    timing = Timing(plan.timing.warmup_s, plan.headline_window_s, plan.timing.drain_s)
+    found = []
+    for level in plan.headline_levels if plan.repeats else ():
+        async with contextlib.AsyncExitStack() as sessions:
+            ours = await sessions.enter_async_context(sc.http_client(gateway, level))
+            systems = {headline.OURS: headline.System(sc.post_image(ours, "/v1/classify", RoundRobin(jpegs)))}
+            for kind, service in started.items():
+                session = await sessions.enter_async_context(sc.http_client(service.url, level))
+                systems[kind] = headline.System(_peer_send(kind, session, jpegs), service.pid)
+            if level == plan.ratio_level:
+                systems[headline.GRPC] = headline.System(sc.infer_encoded(triton, CLASSIFY, jpegs, sc.top_k()))
+            probes = (
+                {headline.ORT_ALONE: lambda: yardstick.images_per_s(plan.headline_window_s)}
+                if yardstick and level >= plan.ratio_level
+                else {}
+            )
+            found.append(await headline.interleave(systems, level, plan.repeats, timing, probes))
+    return found
+
+
+PEERS = {peers.FASTAPI_ORT: (FASTAPI_ORT, FASTAPI_ORT_PHONE), peers.LITSERVE: (LITSERVE, LITSERVE_PHONE)}
 _PEER_TITLES = {
-    peers.FASTAPI_ORT: "peer: a plain FastAPI app running ONNX Runtime in-process (same model.onnx, raw JPEG body)",
-    peers.LITSERVE: (
-        f"peer: LitServe, batching on (max_batch_size {peers.MAX_BATCH_SIZE}, batch_timeout "
-        f"{peers.BATCH_TIMEOUT_S * 1000:g} ms), same model.onnx, multipart upload"
+    peers.FASTAPI_ORT: (
+        f"peer: a plain FastAPI app running ONNX Runtime in-process ({peers.BEST[peers.FASTAPI_ORT].describe()}; "
+        "same model.onnx, raw JPEG body)"
     ),
+    peers.LITSERVE: f"peer: LitServe, {peers.BEST[peers.LITSERVE].describe()}, same model.onnx, multipart upload",
 }
 
 
-async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Inputs, workdir: Path) -> SuiteResult:
+async def run_suite(
+    plan: Plan, stack: Stack, models: BenchModels, inputs: Inputs, workdir: Path, yardstick: Yardstick | None = None
+) -> SuiteResult:
     gateway = stack.gateway.url
     jpegs, phone = inputs.imagenet, inputs.phone
     async with contextlib.AsyncExitStack() as resources:
         triton = sc.grpc_client(stack.triton.grpc_url)
         resources.push_async_callback(triton.close)
         meter = _Meter(triton, stack, plan.timing, phone)
+        served = await triton.get_model_config(CLASSIFY)  # the runtime's ensemble (steps may be fused on a CPU)
+        meter.result.classify_steps = [step.model_name for step in served.config.ensemble_scheduling.step]
         tensors = sc.preprocessed(jpegs)
-        ensemble = [models.resnet, CLASSIFY]
+        steps = [step for step in meter.result.classify_steps if step != models.resnet]
+        ensemble = [models.resnet, CLASSIFY, *steps]  # the network first: its batches are what the tables show
         rest, grpc = meter.rest_hops, meter.grpc_hops
 
         title = "1. REST POST /v1/classify through the gateway (JPEG body)"
@@ -217,7 +307,8 @@ async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Input
         send = sc.infer_tensors(triton, models.resnet, tensors)
         await meter.measure(GRPC_RESNET, title, send, plan.levels, [models.resnet])
         title = "4. naive baseline: eager PyTorch per request behind FastAPI (REST, same weights)"
-        await meter.post_jpegs(NAIVE, title, stack.naive.url, "/v1/classify", jpegs, plan.levels)
+        if stack.naive is not None:
+            await meter.post_jpegs(NAIVE, title, stack.naive.url, "/v1/classify", jpegs, plan.levels)
         title = "5. as 3, dynamic batching off (same network, same concurrency)"
         send = sc.infer_tensors(triton, models.nobatch, tensors)
         await meter.measure(GRPC_NOBATCH, title, send, plan.levels, [models.nobatch])
@@ -233,13 +324,14 @@ async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Input
         title = "8. gRPC straight to Triton's classify ensemble (phone photos' bytes)"
         send = sc.infer_encoded(triton, CLASSIFY, phone, sc.top_k())
         await meter.measure(GRPC_CLASSIFY_PHONE, title, send, plan.phone_levels, ensemble, hops=grpc, jpegs=phone)
-        for kind, name, phone_name in (
-            (peers.FASTAPI_ORT, FASTAPI_ORT, FASTAPI_ORT_PHONE),
-            (peers.LITSERVE, LITSERVE, LITSERVE_PHONE),
-        ):
-            await meter.peer(
-                kind, models.resnet, workdir, [(name, jpegs, plan.levels), (phone_name, phone, plan.phone_levels)]
-            )
+        with contextlib.ExitStack() as running:
+            started = {kind: running.enter_context(running_peer(kind, stack, models.resnet, workdir)) for kind in PEERS}
+            with headline.paused([service.pid for service in started.values()]):
+                for kind, (name, phone_name) in PEERS.items():
+                    with headline.resumed(started[kind].pid):
+                        runs = [(name, jpegs, plan.levels), (phone_name, phone, plan.phone_levels)]
+                        await meter.peer(kind, started[kind], runs)
+                meter.result.headline = await _headline(plan, gateway, triton, started, jpegs, yardstick)
 
         title = "7. REST POST /v1/edges?format=json through the gateway"
         await meter.post_jpegs(
@@ -258,6 +350,28 @@ async def run_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Input
             )  # fmt: skip
         # Last: the background inference must not overlap any other scenario.
         meter.result.background = await _crud(meter, plan, gateway, models.resnet, jpegs)
+        return meter.result
+
+
+async def run_cache_suite(plan: Plan, stack: Stack, models: BenchModels, inputs: Inputs) -> SuiteResult:
+    """Scenario 10, on a stack with Triton's response cache on: REST classify on the six photos over and over (past
+    the first of each, every network answer a hit), then on photos none of which repeats (every one a miss)."""
+    jpegs = inputs.imagenet
+    async with contextlib.AsyncExitStack() as resources:
+        triton = sc.grpc_client(stack.triton.grpc_url)
+        resources.push_async_callback(triton.close)
+        meter = _Meter(triton, stack, plan.timing, inputs.phone)
+        served = await triton.get_model_config(CLASSIFY)
+        steps = [step.model_name for step in served.config.ensemble_scheduling.step]
+        ensemble = [models.resnet, CLASSIFY, *(step for step in steps if step != models.resnet)]
+        gateway, rest = stack.gateway.url, meter.rest_hops
+        levels = plan.cache_levels
+        title = "10. REST POST /v1/classify, the six photos again and again, Triton's response cache on"
+        await meter.post_jpegs(REST_CACHED, title, gateway, "/v1/classify", jpegs, levels, ensemble, rest)
+        new = distinct(jpegs, plan.distinct_photos)
+        title = "10. as above, every photo a new one (its own pixel changed): every answer a cache miss"
+        await meter.post_jpegs(REST_CACHE_MISSES, title, gateway, "/v1/classify", new, levels, ensemble, rest)
+        meter.result.classify_steps = steps
         return meter.result
 
 

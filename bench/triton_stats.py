@@ -31,6 +31,8 @@ class TritonDelta:
     batch_histogram: dict[int, int]  # executed batch size -> executions of that size
     # per request, from arrival to response (success.ns / success.count): for an ensemble, all its steps
     mean_request_ms: float | None = None
+    cache_hits: int = 0  # requests answered from Triton's response cache (the model did not run)
+    cache_misses: int = 0  # requests it looked up in the cache and had to run
 
 
 def _int(value: Any) -> int:
@@ -93,6 +95,8 @@ def triton_delta(before: Stats, after: Stats, model: str, version: str = "") -> 
         mean_compute_ms=_mean_ms(compute_ns, compute_count),
         batch_histogram={size: count for size, count in added.items() if count > 0},
         mean_request_ms=_mean_ms(success_ns, success_count),
+        cache_hits=_phase_delta(old, new, "cache_hit")[0],
+        cache_misses=_phase_delta(old, new, "cache_miss")[0],
     )
 
 

@@ -242,8 +242,12 @@ def outside_the_checkout(work: Path) -> Iterator[None]:
 
 
 def start_triton(repository: Path, log: Path) -> TritonServer:
+    def start(ports: list[int]) -> TritonServer:
+        # Unfused, as the deploy ships it: each python-backend model runs its own code in the image's environment.
+        return TritonServer(repository, Ports(*ports), log_path=log, fuse=False).start()
+
     try:
-        return on_free_ports(3, lambda ports: TritonServer(repository, Ports(*ports), log_path=log).start())
+        return on_free_ports(3, start)
     except ServiceError as exc:
         module = missing_module_in(str(exc)) or missing_module_in(log.read_text(errors="replace"))
         if module:

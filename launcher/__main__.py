@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="send traces of the gateway and Triton over OTLP/HTTP to URL (e.g. Jaeger's http://127.0.0.1:4318)",
     )
     parser.add_argument("--gateway-shutdown-s", type=float, default=20.0, help="graceful shutdown bound (seconds)")
+    parser.add_argument(
+        "--response-cache-mb", type=int, default=0,
+        help="Triton's response cache for the networks, in MiB (default: 0, off; README: Response cache)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -188,7 +192,10 @@ def run(args: argparse.Namespace, signals: StopSignals) -> int:
     logs = args.logs / time.strftime("%Y%m%d-%H%M%S")
     OUTPUT.open_log(logs / "launcher.log")
     traces = trace_arguments(args.trace_endpoint) if args.trace_endpoint else ()
-    triton = TritonServer(args.repository, ports, log_path=logs / "tritonserver.log", extra_args=traces)
+    triton = TritonServer(
+        args.repository, ports, log_path=logs / "tritonserver.log", extra_args=traces,
+        response_cache_bytes=args.response_cache_mb << 20,
+    )  # fmt: skip
     gateway = gateway_service(args, triton, logs / "gateway.log")
     code = 0
     try:

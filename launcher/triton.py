@@ -19,6 +19,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from launcher.process import Service, ServiceError, http_ok, taken_ports
 from launcher.versions import pin
@@ -54,6 +55,7 @@ class Install:
     binary: Path
     backends: Path
     library_paths: tuple[Path, ...] = ()
+    caches: Path | None = None  # the response cache implementations (caches/local)
 
     @property
     def has_onnxruntime(self) -> bool:
@@ -63,7 +65,7 @@ class Install:
 def find_install(cache: Path) -> Install:
     """The NGC layout when present, else the wheel's binary with a python backend assembled in ``cache``."""
     if (NGC_ROOT / "bin" / "tritonserver").is_file():
-        return Install(NGC_ROOT / "bin" / "tritonserver", NGC_ROOT / "backends")
+        return Install(NGC_ROOT / "bin" / "tritonserver", NGC_ROOT / "backends", caches=NGC_ROOT / "caches")
     try:
         import pytriton
     except ImportError:
@@ -85,7 +87,8 @@ def find_install(cache: Path) -> Install:
         if not link.is_symlink():
             link.symlink_to(source)
     libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
-    return Install(root / "bin" / "tritonserver", cache / "backends", (libs, Path(sysconfig.get_config_var("LIBDIR"))))
+    libraries = (libs, Path(sysconfig.get_config_var("LIBDIR")))
+    return Install(root / "bin" / "tritonserver", cache / "backends", libraries, root / "caches")
 
 
 def _gpu_present() -> bool:
@@ -106,6 +109,8 @@ class TritonServer:
         cache: Path | None = None,
         explicit_model_control: bool = True,
         extra_args: tuple[str, ...] = (),
+        response_cache_bytes: int = 0,
+        fuse: bool | None = None,
     ) -> None:
         self.repository = Path(repository)
         self.ports = ports
@@ -124,9 +129,13 @@ class TritonServer:
         self.extra_args = tuple(extra_args)
         # Models whose versions must differ from their configs' policy at the next start (launcher.versions).
         self.versions: dict[str, frozenset[int]] = {}
+        # Triton's response cache (local, LRU, this many bytes; 0: off): servables.runtime says which models use it.
+        self.response_cache_bytes = response_cache_bytes
+        # Decode and preprocessing as one model on a CPU host (None: where no GPU is present; servables.runtime).
+        self.fuse = not _gpu_present() if fuse is None else fuse
         self.service: Service | None = None
         self._workdir: Path | None = None
-        self._runtime: tuple[bool, str | None] = (False, None)  # materialise()'s native_onnxruntime, python_env
+        self._runtime: dict[str, Any] = {}  # materialise()'s arguments beside the paths
         self._shm_prefix = f"tritonserve-{uuid.uuid4().hex[:12]}-"  # never empty: stop() removes what it matches
 
     @property
@@ -173,6 +182,11 @@ class TritonServer:
             *(["--model-control-mode=explicit", "--load-model=*"] if self.explicit_model_control else []),
             *([] if gpu else ["--pinned-memory-pool-byte-size=0"]),
             *self.extra_args,
+            *(
+                [f"--cache-directory={install.caches}", f"--cache-config=local,size={self.response_cache_bytes}"]
+                if self.response_cache_bytes
+                else []
+            ),
         ]
 
     def start(self) -> TritonServer:
@@ -182,9 +196,14 @@ class TritonServer:
         install = find_install(self.cache)
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
         python_env = sys.prefix if sys.prefix != sys.base_prefix else None
-        self._runtime = install.has_onnxruntime, python_env
+        self._runtime = {
+            "native_onnxruntime": install.has_onnxruntime,
+            "python_env": python_env,
+            "fuse": self.fuse,
+            "cache": self.response_cache_bytes > 0,
+        }
         try:
-            repository = materialise(self.repository, self._workdir / "models", install.has_onnxruntime, python_env)
+            repository = materialise(self.repository, self._workdir / "models", **self._runtime)
         except MissingModelFile as exc:
             raise TritonError(str(exc)) from None
         unpin = pin(repository, self.versions)
@@ -211,7 +230,7 @@ class TritonServer:
         try:
             models = self._workdir / "models"
             known = {path.name for path in models.iterdir()}
-            materialise(self.repository, models, *self._runtime)  # models exported since, e.g. a new classifier
+            materialise(self.repository, models, **self._runtime)  # models exported since, e.g. a new classifier
             added = sorted(path / CONFIG_FILE for path in models.iterdir() if path.name not in known)
             return added + refresh(self.repository, models)
         except MissingModelFile as exc:

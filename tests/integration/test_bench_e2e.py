@@ -27,6 +27,8 @@ from bench.suite import (
     LITSERVE,
     LITSERVE_PHONE,
     NAIVE,
+    REST_CACHE_MISSES,
+    REST_CACHED,
     REST_CLASSIFY,
     REST_CLASSIFY_PHONE,
     REST_EDGES,
@@ -38,10 +40,11 @@ PHONE = [REST_CLASSIFY_PHONE, GRPC_CLASSIFY_PHONE, FASTAPI_ORT_PHONE, LITSERVE_P
 SCENARIOS = [
     REST_CLASSIFY, GRPC_CLASSIFY, GRPC_RESNET, NAIVE, GRPC_NOBATCH, REST_CLASSIFY_PHONE, GRPC_CLASSIFY_PHONE,
     FASTAPI_ORT, FASTAPI_ORT_PHONE, LITSERVE, LITSERVE_PHONE, REST_EDGES, GRPC_EDGES, *EDGE_SIZES, CRUD, CRUD_LOADED,
+    REST_CACHED, REST_CACHE_MISSES,
 ]  # fmt: skip
 THROUGH_TRITON = {
     REST_CLASSIFY, GRPC_CLASSIFY, GRPC_RESNET, GRPC_NOBATCH, REST_CLASSIFY_PHONE, GRPC_CLASSIFY_PHONE, REST_EDGES,
-    GRPC_EDGES, *EDGE_SIZES, CRUD_LOADED,
+    GRPC_EDGES, *EDGE_SIZES, CRUD_LOADED, REST_CACHED, REST_CACHE_MISSES,
 }  # fmt: skip
 
 
@@ -65,7 +68,9 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert list(scenarios) == SCENARIOS
     for name, scenario in scenarios.items():
         loads = [level["load"] for level in scenario["levels"]]
-        expected = [1] if name in PHONE or name in EDGE_SIZES[:2] else [1, 4]
+        expected = (
+            [1] if name in PHONE or name in EDGE_SIZES[:2] or name in (REST_CACHED, REST_CACHE_MISSES) else [1, 4]
+        )
         assert [load["concurrency"] for load in loads] == expected, name
         assert sum(load["issued"] for load in loads) > 0, name
         assert sum(load["requests"] for load in loads) > 0 or name in EDGE_SIZES, name  # 12 MP: maybe all 504s
@@ -91,7 +96,10 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
         "path CPU per classification, phone photo (REST, c=1)",
         "bytes gateway->Triton per request <= the upload, ImageNet-size",
         "bytes gateway->Triton per request <= the upload, phone photo", "phone photo latency, REST, c=1 (mean)",
-        "REST / fastapi_ort_phone, phone photos at c=1", "REST / litserve_phone, phone photos at c=1",
+        "the gateway's own CPU per ImageNet-size classification (REST, c=1)", "REST / the best peer at c=1",
+        "REST / the best peer at c=4", "REST / gRPC straight to Triton at c=4",
+        "REST / ONNX Runtime alone at its best batch, c=4", "c=1 mean latency over the plain FastAPI + ORT app",
+        "REST / the best peer, phone photos at c=1",
     ):  # fmt: skip
         assert found[label]["met"] in (True, False), (label, found[label])  # measured, decided either way
     # The gateway forwards the upload's bytes, not pixels: what Triton received is about the upload's size.
@@ -99,7 +107,17 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert all(goal["met"] in (True, False) for goal in document["goals"][-2:])  # CRUD: decided either way
     assert set(document["costs"]) == set(SCENARIOS) - {CRUD_LOADED}
 
-    paths, feed, profile, edges, cpu = document["sections"]
+    alone, step, paths, feed, cache, profile, edges, cpu = document["sections"]
+    cached = {row[0]: row for row in cache["rows"]}
+    ratio = cache["header"].index("network hit ratio")
+    assert cached[REST_CACHED][ratio] > 0.5 and cached[REST_CACHE_MISSES][ratio] == 0  # repeats hit, new photos miss
+    assert all(row[ratio] is None for row in cache["rows"] if row[0] == REST_CLASSIFY)  # the main stack: no cache
+    assert {row[0] for row in alone["rows"]} == {"threads", "slices", "defaults"} and alone["findings"]
+    assert all(row[2] > 0 and row[3] > 0 for row in alone["rows"])  # images/s, CPU-ms per image
+    runner = {(row[0], row[1]): row for row in step["rows"]}
+    assert runner[(GRPC_RESNET, 4)][3] > 0 and runner[(GRPC_RESNET, 4)][6] > 0  # the stub's and alone's CPU per image
+    assert "interleaved rounds" in found["REST / the best peer at c=4"]["detail"]
+    assert "interleaved rounds" in found["REST / ONNX Runtime alone at its best batch, c=4"]["detail"]
     rows = {(row[0], row[1]): row for row in paths["rows"]}
     phone = rows[("phone photo, REST", 1)]
     header = paths["header"]
@@ -114,7 +132,9 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert 0 < decode[1] < 100  # milliseconds per ImageNet-size JPEG
     assert [(row[0], row[2]) for row in edges["rows"]] == [("0.3mp", 1), ("2mp", 1), ("12mp", 1), ("12mp", 4)]
     assert {row[0] for row in cpu["rows"]} == set(SCENARIOS)
-    assert {"fastapi-ort", "litserve", "triton stubs"} <= set(cpu["header"])
+    assert {"fastapi-ort", "litserve", "stub resnet18", "stub decode_reduced_then_preprocess"} <= set(cpu["header"])
+    fused = next(row for row in profile["rows"] if row[0] == "of which: decode_reduced_then_preprocess queue + compute")
+    assert fused[1] > 0  # the served steps' own figures
 
     markdown = (tmp_path / "report.md").read_text()
     for scenario in scenarios.values():

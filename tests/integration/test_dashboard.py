@@ -4,13 +4,16 @@ gateway and a real Triton expose after serving (its queries on their own: tests/
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
-from launcher.triton import TritonServer
+from launcher.process import free_ports
+from launcher.triton import Ports, TritonServer
 from tests.support.dashboard import parse, queries, selectors, walk
 from tests.support.stack import Gateway
 
@@ -35,8 +38,23 @@ def scrape(url: str) -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def exposed(gateway: Gateway, triton: TritonServer, photos: dict[str, np.ndarray]) -> dict[str, set[str]]:
-    """What one scraper sees after one classification and one refused request: both processes' series."""
+def cached_series(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """Triton's series with its response cache on (off in the session's Triton): after one classification."""
+    log = tmp_path_factory.mktemp("dashboard-cache") / "tritonserver.log"
+    with TritonServer(test_repository, Ports(*free_ports(3)), log_path=log, response_cache_bytes=1 << 20) as server:
+        data = np.frombuffer(cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes(), np.uint8)[None]
+        image = grpcclient.InferInput("IMAGE", list(data.shape), "UINT8")
+        image.set_data_from_numpy(data)
+        grpcclient.InferenceServerClient(server.grpc_url).infer("classify", [image])
+        return scrape(server.metrics_url)
+
+
+@pytest.fixture(scope="module")
+def exposed(
+    gateway: Gateway, triton: TritonServer, photos: dict[str, np.ndarray], cached_series: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """What one scraper sees after one classification and one refused request: both processes' series (and the
+    response cache's, from a Triton that has it on)."""
     jpeg = cv2.imencode(".jpg", photos["coffee"])[1].tobytes()
     ok = httpx.post(f"{gateway.url}/v1/classify", content=jpeg, headers={"content-type": "image/jpeg"}, timeout=30)
     assert ok.status_code == 200, ok.text
@@ -44,7 +62,7 @@ def exposed(gateway: Gateway, triton: TritonServer, photos: dict[str, np.ndarray
     assert 400 <= refused.status_code < 500
     gateway_series, triton_series = scrape(f"{gateway.url}/metrics"), scrape(triton.metrics_url)
     assert not gateway_series.keys() & triton_series.keys()
-    return gateway_series | triton_series
+    return gateway_series | triton_series | cached_series
 
 
 def test_every_metric_the_dashboard_names_is_exposed(exposed: dict[str, set[str]]) -> None:

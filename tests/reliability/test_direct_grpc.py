@@ -335,7 +335,7 @@ class OwnSharedMemoryTriton(TritonServer):
     """Triton with a /dev/shm of its own, as a container's ``--shm-size`` gives it: a mount namespace with a tmpfs
     there (which needs root, and util-linux's ``unshare``)."""
 
-    shm_mib = 64
+    shm_mib = 128
 
     def command(self, install: Install, repository: Path) -> list[str]:
         mount = f'mount -t tmpfs -o size={self.shm_mib}m tmpfs /dev/shm && exec "$@"'
@@ -407,4 +407,4 @@ def test_a_full_shared_memory_answers_503_and_turns_readiness_red(
     assert all(a.json()["error"]["code"] == "triton_shared_memory_full" and a.headers["retry-after"] for a in answers)
     assert not_ready.status_code == 503
     assert "shared memory is full" in not_ready.json()["components"][names.CLASSIFY]
-    assert [r.status_code for r in healed] == [200, 200]
+    assert [r.status_code for r in healed] == [200, 200], [r.text for r in healed]
