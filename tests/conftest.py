@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,8 @@ def gateway_factory(
         return gateway
 
     yield start
-    for gateway in started:
-        gateway.stop()
+    with ThreadPoolExecutor(max(len(started), 1)) as stopping:  # each drains on its own: all at once, not in turn
+        list(stopping.map(lambda gateway: gateway.stop(), started))
 
 
 @pytest.fixture(scope="session")
