@@ -79,7 +79,8 @@ class TritonClient(Protocol):
 def connect(settings: Settings) -> TritonClient:
     """The one long-lived gRPC channel (call it inside the event loop that will use it); large uploads are framed
     off the event loop (``gateway.triton_wire``)."""
-    return TritonWire(settings.triton_url, CHANNEL_ARGS)
+    key = settings.triton_grpc_key.get_secret_value() if settings.triton_grpc_key else None
+    return TritonWire(settings.triton_url, CHANNEL_ARGS, key)
 
 
 class Inference:
@@ -293,6 +294,9 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
     retry = {"Retry-After": str(retry_after_s)}
     if "DEADLINE_EXCEEDED" in status or "timeout expired" in message.lower():
         return ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
+    if "protocol is restricted" in message:  # Triton's --grpc-restricted-protocol, and no key or another one
+        return ApiError(Error.TRITON_UNAVAILABLE, f"Triton refused the gateway's call: its gRPC endpoint takes a key "
+                        f"and GATEWAY_TRITON_GRPC_KEY is unset or another ({message})", retry)  # fmt: skip
     if "maximum queue size" in message:
         return ApiError(Error.TRITON_QUEUE_FULL, "Triton's queue is full; retry shortly", retry)
     if "No space left on device" in message:  # /dev/shm: the decode step's refusal, or the python backend's failure

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
 
     # Triton, over gRPC (KServe v2).
     triton_url: str = "127.0.0.1:8001"
+    triton_grpc_key: SecretStr | None = Field(
+        None, description="the key Triton's restricted gRPC protocol asks for (the ECS opt-in gRPC endpoint's secret)"
+    )
     classify_model: str = names.CLASSIFY
     edges_model: str = names.EDGES
     classify_timeout_s: float = Field(10.0, gt=0, description="deadline of one classify call to Triton")
