@@ -20,7 +20,8 @@ KiB, MiB = 1 << 10, 1 << 20
 BASELINE_RSS_BYTES = 160 * MiB  # a warm idle gateway: 130 MiB measured (Python 3.11, x86-64), room for malloc arenas
 # An image body as read, tritonclient's tobytes(), the message framed around it (gateway.triton_wire; under 1 MiB,
 # the protobuf request and its serialization) and gRPC core's send buffer: 4.9 to 5.0 x the body budget measured
-# with it full before large uploads were framed, one copy fewer since; kept at 5.
+# with it full before large uploads were framed, one copy fewer since, and another since the upload's bytes are the
+# tensor's (no tobytes); kept at 5, which also covers what malloc keeps for reuse (gateway.memory).
 BODY_COPIES = 5
 # Edge maps come back at 1 byte per pixel: gRPC's message, the protobuf answer and the array; then the array, its PNG
 # and the PNG's bytes.
