@@ -16,7 +16,7 @@ from gateway.inference import Inference, TritonClient, connect
 from gateway.items import open_item_store
 from gateway.items.store import ItemStoreError
 from gateway.loop_lag import LoopLag
-from gateway.memory import keep_freed_memory
+from gateway.memory import freeze_startup_objects, keep_freed_memory
 from gateway.observability import Metrics, ObservabilityMiddleware, TritonMetrics
 from gateway.routes import health, images, items, models, ui
 from gateway.settings import MiB, Settings
@@ -56,6 +56,7 @@ def create_app(
             app.state.triton_metrics = TritonMetrics(settings.triton_metrics_url, settings.triton_metrics_timeout_s)
         metrics.watch("inference_slots", lambda: app.state.inference.inflight)
         metrics.watch("pixels", lambda: app.state.admission.pixels)
+        freeze_startup_objects()
         try:
             async with loop_lag.watching():
                 yield

@@ -1,5 +1,5 @@
-"""How a gateway process holds the memory it frees: glibc's malloc keeps freed blocks for the next upload instead of
-handing them back to the kernel at once.
+"""How a gateway process holds its memory: glibc's malloc keeps freed blocks for the next upload instead of handing
+them back to the kernel at once, and the garbage collector leaves alone what start-up built.
 
 An upload is copied a few times on its way to Triton (the body joined, the gRPC message framed around it, gRPC's
 own buffer): megabytes each for a phone photo. glibc serves blocks that large with a fresh ``mmap`` each time, or
@@ -12,6 +12,8 @@ the blocks reused (this 2-core VM). What a process keeps this way never exceeds 
 from __future__ import annotations
 
 import ctypes
+import functools
+import gc
 
 # mallopt(3)'s parameters.
 M_TRIM_THRESHOLD = -1
@@ -30,3 +32,12 @@ def keep_freed_memory() -> bool:
         return False
     kept = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     return bool(kept and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+@functools.cache
+def freeze_startup_objects() -> None:
+    """Move everything built so far (modules, the app, its routes, models and clients: 108,000 objects) out of the
+    collector's reach, once per process. Requests leave a few survivors each, so every few hundred requests Python
+    walked all of them in a full collection (50 ms here); frozen, a full collection walks only what requests made.
+    What start-up built lives as long as the process anyway."""
+    gc.freeze()
