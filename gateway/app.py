@@ -16,6 +16,7 @@ from gateway.inference import Inference, TritonClient, connect
 from gateway.items import open_item_store
 from gateway.items.store import ItemStoreError
 from gateway.loop_lag import LoopLag
+from gateway.memory import freeze_startup_objects, keep_freed_memory
 from gateway.observability import Metrics, ObservabilityMiddleware, TritonMetrics
 from gateway.routes import health, images, items, models, ui
 from gateway.settings import MiB, Settings
@@ -39,6 +40,7 @@ def create_app(
 ) -> FastAPI:
     """``triton_client`` is the seam for in-process tests: a stand-in with the same interface."""
     settings = settings or Settings()
+    keep_freed_memory()  # process-wide, like the metrics' switch below: set where the app is built
     metrics = Metrics.create()
     metrics.implied_peak_rss.set(settings.peak_rss_bytes)
     log.info("settings imply a peak RSS of %d MiB per process", settings.peak_rss_bytes // MiB)
@@ -54,6 +56,7 @@ def create_app(
             app.state.triton_metrics = TritonMetrics(settings.triton_metrics_url, settings.triton_metrics_timeout_s)
         metrics.watch("inference_slots", lambda: app.state.inference.inflight)
         metrics.watch("pixels", lambda: app.state.admission.pixels)
+        freeze_startup_objects()
         try:
             async with loop_lag.watching():
                 yield
@@ -91,7 +94,8 @@ def create_app(
     protected = [Depends(key_schemes)] if app.state.api_keys else []
     app.include_router(health.router)
     app.include_router(health.metrics_router, dependencies=protected if settings.protect_metrics else [])
-    app.include_router(images.router, dependencies=protected)
+    for router in images.routers:
+        app.include_router(router, dependencies=protected)
     app.include_router(models.router, dependencies=protected)
     if settings.triton_metrics_url:
         app.include_router(health.triton_metrics_router, dependencies=protected if settings.protect_metrics else [])

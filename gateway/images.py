@@ -24,6 +24,12 @@ from imaging import Header, ImageError, Limits, read_header
 
 T = TypeVar("T")
 
+# Headers of uploads totalling at least this many bytes are read off the event loop. A header walk is bounded (the
+# worst file of the hostile corpus under 1 MiB took 0.9 ms here, a photo's 0.07 ms), but dozens of large ones at
+# once would still queue every other request behind them; below this the thread hop costs more than the walk
+# (two thread wakeups, about 0.3 ms of CPU on this 2-core VM, against 0.07 ms for an ImageNet-size JPEG).
+HEADERS_OFF_LOOP_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -79,9 +85,10 @@ class Admission:
     async def admitted(self, parts: list[tuple[str, bytes]]) -> AsyncIterator[list[Upload]]:
         """Every part's header checked, then their pixels held until the block ends. Each image of a batch counts:
         a batch over the whole budget is refused (413), never admitted as one oversized ask."""
-        # Off the event loop: a header walk is bounded (~10 ms for the worst file the corpus holds), but dozens at
-        # once would still queue every other request, /healthz included, behind them.
-        uploads = await asyncio.to_thread(self._uploads, parts)
+        if sum(len(data) for _, data in parts) < HEADERS_OFF_LOOP_BYTES:
+            uploads = self._uploads(parts)
+        else:
+            uploads = await asyncio.to_thread(self._uploads, parts)
         pixels = sum(upload.header.pixels for upload in uploads)
         if len(uploads) > 1 and pixels > self.pixels.capacity:
             raise ApiError(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, nullcontext, suppress
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -22,7 +22,7 @@ from gateway.budget import Budget
 from gateway.errors import ApiError, Error
 from gateway.images import image_error
 from gateway.kinds import kinds
-from gateway.observability import Metrics, request_id
+from gateway.observability import Children, Metrics, request_id
 from gateway.settings import Settings
 from gateway.tracing import Tracing
 from gateway.triton_wire import TritonWire
@@ -79,7 +79,8 @@ class TritonClient(Protocol):
 def connect(settings: Settings) -> TritonClient:
     """The one long-lived gRPC channel (call it inside the event loop that will use it); large uploads are framed
     off the event loop (``gateway.triton_wire``)."""
-    return TritonWire(settings.triton_url, CHANNEL_ARGS)
+    key = settings.triton_grpc_key.get_secret_value() if settings.triton_grpc_key else None
+    return TritonWire(settings.triton_url, CHANNEL_ARGS, key)
 
 
 class Inference:
@@ -95,9 +96,10 @@ class Inference:
         self.client = client
         self.tracing = tracing
         self.inflight = Budget(settings.max_inflight)
-        self.latency = metrics.triton_latency
-        self.answers = metrics.triton_answers
+        self.latency = Children(metrics.triton_latency)  # by model, outcome
+        self.answers = Children(metrics.triton_answers)  # by model, version
         self._configs: dict[str, model_config_pb2.ModelConfig] = {}
+        self._derived: dict[tuple[str, Callable[[model_config_pb2.ModelConfig], Any]], Any] = {}
         self._probed_at = -PROBE_TTL_S
         self._probe: dict[str, str] = {}
 
@@ -127,8 +129,16 @@ class Inference:
             self._configs[name] = answer.config
         return self._configs[name]
 
+    async def derived(self, name: str, derive: Callable[[model_config_pb2.ModelConfig], T]) -> T:
+        """What ``derive`` makes of a model's config (a route's view of it), made once per config read."""
+        key = (name, derive)
+        if key not in self._derived:
+            self._derived[key] = derive(await self.model_config(name))
+        return self._derived[key]
+
     def forget_configs(self) -> None:
         self._configs.clear()
+        self._derived.clear()
 
     async def index(self) -> list[dict[str, str]]:
         """Triton's repository index: every model it can load, with each version's state (loaded or not)."""
@@ -161,7 +171,7 @@ class Inference:
                     client_timeout=timeout_s, timeout=int(timeout_s * 1e6), headers=trace_headers,
                     parameters=deadline,
                 )  # fmt: skip
-            self.answers.labels(model=model, version=result.get_response().model_version).inc()
+            self.answers(model, result.get_response().model_version).inc()
             return {output.name: result.as_numpy(output.name) for output in outputs}
         except InferenceServerException as exc:
             error = to_api_error(exc, self.settings.retry_after_s)
@@ -171,7 +181,7 @@ class Inference:
             outcome = Error.CLIENT_CLOSED_REQUEST.code
             raise
         finally:
-            self.latency.labels(model=model, outcome=outcome).observe(time.perf_counter() - started)
+            self.latency(model, outcome).observe(time.perf_counter() - started)
 
     async def infer_pinned(
         self, steps: Sequence[Any], inputs: dict[str, np.ndarray], outputs: Sequence[Output], timeout_s: float,
@@ -224,19 +234,28 @@ class Inference:
 
 async def while_client_waits(request: Request, calls: Awaitable[T]) -> T:
     """``calls`` to Triton, cancelled if the client disconnects first: cancelling a grpc.aio call cancels its RPC,
-    and Triton then drops the request or stops its run instead of computing an answer nobody will read."""
-    answer = asyncio.ensure_future(calls)
-    left = asyncio.ensure_future(_disconnected(request))
+    and Triton then drops the request or stops its run instead of computing an answer nobody will read. The calls
+    run in this request's own task, which a watcher cancels when the client leaves (one task per request, not
+    two and a wait)."""
+    this = asyncio.current_task()
+    assert this is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        await _disconnected(request)
+        left = True
+        this.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        done, _ = await asyncio.wait((answer, left), return_when=asyncio.FIRST_COMPLETED)
+        return await calls
+    except asyncio.CancelledError:
+        if left and this.uncancel() == 0:  # the client left, and nothing else is cancelling this request
+            raise ApiError(Error.CLIENT_CLOSED_REQUEST, "the client closed the connection before the answer") from None
+        raise
     finally:
-        left.cancel()
-        answer.cancel()  # no-op once answered; else the client left, or this request itself is being cancelled
-    if answer in done:
-        return answer.result()
-    with suppress(asyncio.CancelledError):
-        await answer
-    raise ApiError(Error.CLIENT_CLOSED_REQUEST, "the client closed the connection before the answer")
+        watcher.cancel()
 
 
 async def _disconnected(request: Request) -> None:
@@ -252,7 +271,15 @@ def _request_id() -> str:
 
 def _tensor(name: str, array: np.ndarray) -> triton.InferInput:
     tensor = triton.InferInput(name, list(array.shape), triton_dtype(array.dtype))
-    tensor.set_data_from_numpy(array)
+    owner = array.base
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    if isinstance(owner, bytes) and array.dtype == np.uint8 and array.flags.c_contiguous and array.size == len(owner):
+        # An upload as it came (``encoded``): its own bytes are the tensor's, where set_data_from_numpy would copy
+        # them on the event loop (tobytes: 3.3 MB for a phone photo).
+        tensor._raw_content = owner
+    else:
+        tensor.set_data_from_numpy(array)
     return tensor
 
 
@@ -267,6 +294,9 @@ def to_api_error(exc: InferenceServerException, retry_after_s: int) -> ApiError:
     retry = {"Retry-After": str(retry_after_s)}
     if "DEADLINE_EXCEEDED" in status or "timeout expired" in message.lower():
         return ApiError(Error.DEADLINE_EXCEEDED, "Triton did not answer within the deadline")
+    if "protocol is restricted" in message:  # Triton's --grpc-restricted-protocol, and no key or another one
+        return ApiError(Error.TRITON_UNAVAILABLE, f"Triton refused the gateway's call: its gRPC endpoint takes a key "
+                        f"and GATEWAY_TRITON_GRPC_KEY is unset or another ({message})", retry)  # fmt: skip
     if "maximum queue size" in message:
         return ApiError(Error.TRITON_QUEUE_FULL, "Triton's queue is full; retry shortly", retry)
     if "No space left on device" in message:  # /dev/shm: the decode step's refusal, or the python backend's failure

@@ -17,7 +17,7 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class LoopLag:
-    def __init__(self, registry: CollectorRegistry, interval_s: float = 0.05) -> None:
+    def __init__(self, registry: CollectorRegistry, interval_s: float = 0.1) -> None:
         self.interval_s = interval_s
         self.lag = Histogram(
             "gateway_event_loop_lag_seconds",

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 from fastapi.routing import iter_route_contexts
@@ -52,6 +52,24 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Children(Generic[M]):
+    """A metric's labelled children, each looked up once: ``labels()`` checks and locks on every call, and a
+    request made five such calls. The label sets are the metric's own (bounded: routes, statuses, models)."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._known: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._known.get(values)
+        if child is None:
+            child = self._known[values] = self.metric.labels(*values)
+        return child
 
 
 class Budget(Protocol):
@@ -236,6 +254,9 @@ class ObservabilityMiddleware:
         self.metrics = metrics
         self.tracing = tracing
         self._labels: RouteLabels | None = None  # made at the first request: routes are added after middleware
+        self._requests = Children(metrics.requests)
+        self._latency = Children(metrics.latency)
+        self._inflight = Children(metrics.inflight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -263,7 +284,7 @@ class ObservabilityMiddleware:
                 answered = True
             await send(message)
 
-        inflight = self.metrics.inflight.labels(route=scope["path"] if scope["path"] in _FIXED else "other")
+        inflight = self._inflight(scope["path"] if scope["path"] in _FIXED else "other")
         inflight.inc()
         traced = self.tracing.request(scope["method"], scope["path"], rid) if self.tracing else nullcontext(None)
         try:
@@ -282,9 +303,9 @@ class ObservabilityMiddleware:
             if self._labels is None:
                 self._labels = RouteLabels(scope["app"].routes)
             elapsed = time.perf_counter() - started
-            labels = {"method": scope["method"], "route": self._labels.of(scope), "status": str(status)}
-            self.metrics.requests.labels(**labels).inc()
-            self.metrics.latency.labels(**labels).observe(elapsed)
+            labels = (scope["method"], self._labels.of(scope), str(status))  # method, route, status
+            self._requests(*labels).inc()
+            self._latency(*labels).observe(elapsed)
             log.info("%s %s %s %.1f ms", scope["method"], loggable_path(scope), status, elapsed * 1000)
             request_id.reset(token)
 

@@ -20,7 +20,8 @@ KiB, MiB = 1 << 10, 1 << 20
 BASELINE_RSS_BYTES = 160 * MiB  # a warm idle gateway: 130 MiB measured (Python 3.11, x86-64), room for malloc arenas
 # An image body as read, tritonclient's tobytes(), the message framed around it (gateway.triton_wire; under 1 MiB,
 # the protobuf request and its serialization) and gRPC core's send buffer: 4.9 to 5.0 x the body budget measured
-# with it full before large uploads were framed, one copy fewer since; kept at 5.
+# with it full before large uploads were framed, one copy fewer since, and another since the upload's bytes are the
+# tensor's (no tobytes); kept at 5, which also covers what malloc keeps for reuse (gateway.memory).
 BODY_COPIES = 5
 # Edge maps come back at 1 byte per pixel: gRPC's message, the protobuf answer and the array; then the array, its PNG
 # and the PNG's bytes.
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
 
     # Triton, over gRPC (KServe v2).
     triton_url: str = "127.0.0.1:8001"
+    triton_grpc_key: SecretStr | None = Field(
+        None, description="the key Triton's restricted gRPC protocol asks for (the ECS opt-in gRPC endpoint's secret)"
+    )
     classify_model: str = names.CLASSIFY
     edges_model: str = names.EDGES
     classify_timeout_s: float = Field(10.0, gt=0, description="deadline of one classify call to Triton")

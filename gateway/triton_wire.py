@@ -15,10 +15,12 @@ from typing import Any
 
 import grpc
 import tritonclient.grpc.aio as triton
-from tritonclient.grpc import InferResult, service_pb2
+from tritonclient.grpc import InferenceServerClientPlugin, InferResult, Request, service_pb2
 
 # tritonclient's own request builder and error translation: the framed call must mean exactly what infer() means.
 from tritonclient.grpc._utils import _get_inference_request, raise_error_grpc
+
+from servables import names
 
 # From this many input bytes on, framing in a thread pays for its hop (bytes.join drops the GIL from 1 MiB).
 FRAME_OFF_LOOP_BYTES = 1 << 20
@@ -45,9 +47,24 @@ def framed(request: service_pb2.ModelInferRequest, contents: list[bytes]) -> lis
     return pieces
 
 
+class TritonKey(InferenceServerClientPlugin):
+    """The key of Triton's restricted gRPC protocol (``--grpc-restricted-protocol``, the ECS opt-in endpoint's), as
+    the header Triton asks every call for but health and metadata: inference, model config, the repository index,
+    loads and unloads."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __call__(self, request: Request) -> None:
+        request.headers[names.GRPC_KEY_HEADER] = self._key
+
+
 class TritonWire(triton.InferenceServerClient):
-    def __init__(self, url: str, channel_args: list[tuple[str, Any]]) -> None:
+    def __init__(self, url: str, channel_args: list[tuple[str, Any]], key: str | None = None) -> None:
         super().__init__(url, channel_args=channel_args)
+        if key:
+            # tritonclient asks its plugin for the headers of every call, the framed one's too (_get_metadata).
+            self.register_plugin(TritonKey(key))
         # The same RPC taking the message already serialized.
         self._model_infer_bytes = self._channel.unary_unary(
             _MODEL_INFER, request_serializer=None, response_deserializer=service_pb2.ModelInferResponse.FromString

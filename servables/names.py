@@ -53,4 +53,9 @@ CANNY_PARAMETERS = (LOW, HIGH, APERTURE_SIZE, L2_GRADIENT, GRAY, BLUR)
 # to every step, so a step's run can stop when it passes (onnx_runner.py spells it out: it is copied alone).
 DEADLINE_PARAMETER = "deadline_unix_ns"
 
+# The key of Triton's restricted gRPC protocol (the ECS opt-in endpoint, deploy/ecs/grpc_endpoint.py): Triton asks
+# every call but health and metadata for the header ``triton-grpc-protocol-<name>`` with the key.
+GRPC_KEY_NAME = "tritonserve-key"
+GRPC_KEY_HEADER = f"triton-grpc-protocol-{GRPC_KEY_NAME}"
+
 LABELS = "labels.txt"

@@ -25,12 +25,13 @@ from botocore.client import BaseClient
 from deploy.ecs.errors import DeployError
 from deploy.ecs.outcome import Change, Outcome, updated_or_unchanged
 from deploy.ecs.spec import contains
+from servables import names
 
 GRPC_PORT = 8001  # Triton's, in the task
 LISTENER_PORT = 443
 # Triton checks `triton-grpc-protocol-<key name>` (its inference_protocols.md, "Restricted Protocols").
-KEY_NAME = "tritonserve-key"
-CLIENT_HEADER = f"triton-grpc-protocol-{KEY_NAME}"
+KEY_NAME = names.GRPC_KEY_NAME
+CLIENT_HEADER = names.GRPC_KEY_HEADER
 # Every protocol but health and metadata (what load balancers and discovery need): inference and model control
 # first, and the admin ones (logging, trace settings, shared memory) a stranger must not reach either.
 RESTRICTED = ("inference", "model-repository", "model-config", "shared-memory", "statistics", "trace", "logging")

@@ -13,15 +13,16 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from tritonclient.grpc import model_config_pb2
 
-from gateway.deps import AdmissionDep, InferenceDep, SettingsDep
+from gateway.deps import Serving, ServingDep
 from gateway.errors import ApiError, Error
 from gateway.images import Upload
 from gateway.inference import PROBE_IMAGE, Inference, Output, encoded, while_client_waits
 from gateway.kinds import Kind
-from gateway.kinds.image_route import ImageInfo, errors, image_body
+from gateway.kinds.image_route import ImageInfo, errors, image_body, image_info
 from gateway.settings import Settings
 from servables import names
 from servables.classification import KIND as CLASSIFICATION
@@ -57,7 +58,7 @@ async def served(inference: Inference, name: str) -> Served:
     """The classifier ``name`` as Triton serves it: 404 when Triton has no such classifier, 503 while it is not
     loaded (or Triton is away)."""
     try:
-        config = await inference.model_config(name)
+        classifier = await inference.derived(name, Served.of)
     except ApiError as error:
         if error.error is not Error.TRITON_UNAVAILABLE:
             raise
@@ -67,7 +68,6 @@ async def served(inference: Inference, name: str) -> Served:
                            "them (kind classification)") from None  # fmt: skip
         raise ApiError(Error.TRITON_UNAVAILABLE, f"{name!r} is not loaded: POST /v1/admin/models/{name}/load "
                        "loads it", error.headers) from None  # fmt: skip
-    classifier = Served.of(config)
     if classifier is None:
         raise ApiError(Error.MODEL_NOT_FOUND, f"{name!r} is not a classifier: GET /v1/models lists them (kind "
                        "classification)")  # fmt: skip
@@ -94,7 +94,8 @@ async def classify(inference: Inference, name: str, data: bytes, top_k: int, ver
 
 
 def _answer(upload: Upload, result: dict[str, Any]) -> dict[str, Any]:
-    return {**result, "image": ImageInfo.of(upload).model_dump()}
+    named = {key: result[key] for key in ("model", "model_version", "weights")}
+    return {**named, "image": image_info(upload), "predictions": result["predictions"]}
 
 
 TopK = Annotated[int, Query(ge=1, le=MAX_TOP_K, description="how many classes to return (at most the classifier's)")]
@@ -126,14 +127,9 @@ _DESCRIPTION = (
     responses=errors(Error.MODEL_VERSION_NOT_FOUND),
 )
 async def classify_default(
-    request: Request,
-    inference: InferenceDep,
-    admission: AdmissionDep,
-    settings: SettingsDep,
-    top_k: TopK = 5,
-    model_version: ModelVersion = "",
+    request: Request, serving: ServingDep, top_k: TopK = 5, model_version: ModelVersion = ""
 ) -> Any:
-    return await _classify_one(request, inference, admission, settings.classify_model, top_k, model_version)
+    return await _classify_one(request, serving, serving.settings.classify_model, top_k, model_version)
 
 
 @router.post(
@@ -145,24 +141,17 @@ async def classify_default(
     responses=errors(Error.MODEL_NOT_FOUND, Error.MODEL_VERSION_NOT_FOUND),
 )
 async def classify_named(
-    request: Request,
-    inference: InferenceDep,
-    admission: AdmissionDep,
-    name: ClassifierName,
-    top_k: TopK = 5,
-    model_version: ModelVersion = "",
+    request: Request, serving: ServingDep, name: ClassifierName, top_k: TopK = 5, model_version: ModelVersion = ""
 ) -> Any:
-    return await _classify_one(request, inference, admission, name, top_k, model_version)
+    return await _classify_one(request, serving, name, top_k, model_version)
 
 
-async def _classify_one(
-    request: Request, inference: Inference, admission: AdmissionDep, name: str, top_k: int, version: str
-) -> Any:
+async def _classify_one(request: Request, serving: Serving, name: str, top_k: int, version: str) -> Any:
+    inference = serving.inference
     # The body first, then an inference slot: a slow client holds only the bytes it sent, not capacity.
-    async with admission.received(request, max_files=1) as [upload], inference.admitted():
-        return _answer(
-            upload, await while_client_waits(request, classify(inference, name, upload.data, top_k, version))
-        )
+    async with serving.admission.received(request, max_files=1) as [upload], inference.admitted():
+        result = await while_client_waits(request, classify(inference, name, upload.data, top_k, version))
+    return JSONResponse(_answer(upload, result))
 
 
 @router.post(
@@ -173,18 +162,16 @@ async def _classify_one(
     openapi_extra=image_body("files", multiple=True),
     responses=errors(),
 )
-async def classify_batch(
-    request: Request, inference: InferenceDep, admission: AdmissionDep, settings: SettingsDep, top_k: TopK = 5
-) -> Any:
-    async with admission.received(request, max_files=settings.max_batch_images) as uploads, inference.admitted():
+async def classify_batch(request: Request, serving: ServingDep, top_k: TopK = 5) -> Any:
+    inference, settings = serving.inference, serving.settings
+    received = serving.admission.received(request, max_files=settings.max_batch_images)
+    async with received as uploads, inference.admitted():
         calls = (classify(inference, settings.classify_model, upload.data, top_k) for upload in uploads)
         results = await while_client_waits(request, asyncio.gather(*calls))
-    return {
-        "results": [
-            {"filename": upload.name, **_answer(upload, result)}
-            for upload, result in zip(uploads, results, strict=True)
-        ]
-    }
+    answers = [
+        {"filename": upload.name, **_answer(upload, result)} for upload, result in zip(uploads, results, strict=True)
+    ]
+    return JSONResponse({"results": answers})
 
 
 def about(config: model_config_pb2.ModelConfig, settings: Settings) -> dict[str, Any]:

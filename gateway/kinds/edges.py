@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from tritonclient.grpc import model_config_pb2
 
-from gateway.deps import AdmissionDep, InferenceDep, SettingsDep
+from gateway.deps import ServingDep
 from gateway.errors import ApiError, Error
 from gateway.inference import PROBE_IMAGE, Inference, Output, encoded, while_client_waits
 from gateway.kinds import Kind
@@ -89,9 +89,7 @@ class EdgesSummary(BaseModel):
 )
 async def edges(
     request: Request,
-    inference: InferenceDep,
-    admission: AdmissionDep,
-    settings: SettingsDep,
+    serving: ServingDep,
     low: Annotated[float, Query(ge=0, le=MAX_THRESHOLD, description="cv2.Canny's threshold1 (hysteresis low)")] = 100.0,
     high: Annotated[
         float, Query(ge=0, le=MAX_THRESHOLD, description="cv2.Canny's threshold2 (hysteresis high)")
@@ -109,10 +107,11 @@ async def edges(
     if blur and blur % 2 == 0:
         raise ApiError(Error.INVALID_REQUEST, f"blur must be 0 or odd, not {blur}")
     parameters = CannyParameters(low, high, aperture_size, l2_gradient, gray, blur)
-    async with admission.received(request, max_files=1) as [upload]:
+    inference = serving.inference
+    async with serving.admission.received(request, max_files=1) as [upload]:
         async with inference.admitted():
             found = await while_client_waits(
-                request, edge_map(inference, settings.edges_model, upload.data, parameters)
+                request, edge_map(inference, serving.settings.edges_model, upload.data, parameters)
             )
         # Inside the pixel budget: the map (a byte per pixel) and its PNG are what this request holds now.
         return await _edges_answer(found, format, low, high)

@@ -67,7 +67,10 @@ class ImageInfo(BaseModel):
     height: int
     format: str = Field(examples=["JPEG"])
 
-    @classmethod
-    def of(cls, upload: Upload) -> ImageInfo:
-        width, height = upload.header.oriented_size  # as the model saw it: after EXIF orientation
-        return cls(width=width, height=height, format=upload.header.format)
+
+def image_info(upload: Upload) -> dict[str, Any]:
+    """``ImageInfo`` of an upload, as the answer carries it. Answers are built as JSON directly (``JSONResponse``):
+    their models document them, and FastAPI validating each answer against its model again cost an ImageNet-size
+    classification 6% of its in-process CPU."""
+    width, height = upload.header.oriented_size  # as the model saw it: after EXIF orientation
+    return {"width": width, "height": height, "format": upload.header.format}

@@ -14,22 +14,17 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from deploy.ecs.grpc_endpoint import CLIENT_HEADER, restricted_protocol_flag
-from launcher.process import on_free_ports
-from launcher.triton import Ports, TritonServer
+from launcher.triton import TritonServer
 from servables import names
+from tests.support.stack import running_triton
 
 KEY = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="module")
 def keyed_triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    log = tmp_path_factory.mktemp("keyed") / "tritonserver.log"
-    flag = restricted_protocol_flag(KEY)
-    server = on_free_ports(
-        3, lambda ports: TritonServer(test_repository, Ports(*ports), log_path=log, extra_args=(flag,)).start()
-    )
-    yield server
-    server.stop()
+    with running_triton(test_repository, tmp_path_factory, (restricted_protocol_flag(KEY),)) as server:
+        yield server
 
 
 def _image(photos: dict[str, np.ndarray]) -> grpcclient.InferInput:

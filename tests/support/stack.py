@@ -22,10 +22,14 @@ TEST_WEIGHTS = "seed:0"
 
 
 @contextmanager
-def running_triton(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+def running_triton(
+    repository: Path, tmp_path_factory: pytest.TempPathFactory, extra_args: tuple[str, ...] = ()
+) -> Iterator[TritonServer]:
     """A tritonserver serving ``repository`` on free ports, its log in a fresh temporary folder; stopped after."""
     log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    server = on_free_ports(3, lambda ports: TritonServer(repository, Ports(*ports), log_path=log).start())
+    server = on_free_ports(
+        3, lambda ports: TritonServer(repository, Ports(*ports), log_path=log, extra_args=extra_args).start()
+    )
     try:
         yield server
     finally:
