@@ -5,10 +5,10 @@ whole session sees; the reliability figures printed at the end, and written as a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,10 @@ import pytest
 from launcher.process import on_free_ports
 from launcher.triton import TritonServer
 from tests.support.gate import GatedTriton, running_gated_triton
+from tests.support.items_support import closed_port
 from tests.support.photos import load_photos
 from tests.support.reliability_report import Recorder
-from tests.support.stack import TEST_MODEL, TEST_REPOSITORY, TEST_WEIGHTS, Gateway, running_triton
+from tests.support.stack import TEST_MODEL, TEST_REPOSITORY, TEST_WEIGHTS, Gateway, Gateways, running_triton
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,6 +75,18 @@ def test_repository() -> Path:
 
 
 @pytest.fixture(scope="session")
+def second_version(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Version 2 of the test model, other weights (seed:1), as ``python -m export --version 2`` writes it: exported
+    once, the folder that tests copy beside a repository's version 1 (a version swap, the response cache's keys)."""
+    repository = tmp_path_factory.mktemp("second-version")
+    (repository / TEST_MODEL).mkdir()
+    shutil.copyfile(test_repository / TEST_MODEL / "config.pbtxt", repository / TEST_MODEL / "config.pbtxt")
+    export = [sys.executable, "-m", "export", "--model", TEST_MODEL, "--weights", "seed:1", "--version", "2"]
+    subprocess.run([*export, "--repository", str(repository)], check=True, capture_output=True)
+    return repository / TEST_MODEL / "2"
+
+
+@pytest.fixture(scope="session")
 def triton(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     with running_triton(test_repository, tmp_path_factory) as server:
         yield server
@@ -92,23 +105,40 @@ def photos() -> dict[str, np.ndarray]:
     return load_photos()
 
 
+GATEWAYS = Gateways()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """While a test's body runs, the gateways it starts are its own: stopped when it ends."""
+    GATEWAYS.in_test_body = True
+    try:
+        return (yield)
+    finally:
+        GATEWAYS.test_body_ended()
+
+
 @pytest.fixture(scope="session")
 def gateway_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., Gateway]]:
-    """Start gateways with settings of the test's choosing (``GATEWAY_*`` variables); all stopped at the end."""
-    started: list[Gateway] = []
+    """Start gateways with settings of the test's choosing (``GATEWAY_*`` variables): one started by a test's body
+    is stopped when the test ends, one started for a fixture when the session ends (``Gateways``)."""
 
     def start(**env: str) -> Gateway:
         folder = tmp_path_factory.mktemp("gateway")
         env.setdefault("GATEWAY_SQLITE_PATH", str(folder / "items.sqlite3"))
-        gateway = on_free_ports(1, lambda ports: Gateway(env, folder / "gateway.log", ports[0]).start())
-        started.append(gateway)
-        return gateway
+        return GATEWAYS.add(on_free_ports(1, lambda ports: Gateway(env, folder / "gateway.log", ports[0]).start()))
 
     yield start
-    with ThreadPoolExecutor(max(len(started), 1)) as stopping:  # each drains on its own: all at once, not in turn
-        list(stopping.map(lambda gateway: gateway.stop(), started))
+    GATEWAYS.close()
+
+
+@pytest.fixture(scope="session")
+def bare_gateway(gateway_factory: Callable[..., Gateway]) -> Gateway:
+    """A gateway at its default settings whose Triton is a port nobody listens on, for what the gateway decides alone
+    (who may call what, bodies, items, its answers when Triton is down): shared by the tests that need no other."""
+    return gateway_factory(GATEWAY_TRITON_URL=f"127.0.0.1:{closed_port()}")
 
 
 @pytest.fixture(scope="session")

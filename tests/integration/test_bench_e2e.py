@@ -68,9 +68,12 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert list(scenarios) == SCENARIOS
     for name, scenario in scenarios.items():
         loads = [level["load"] for level in scenario["levels"]]
-        expected = (
-            [1] if name in PHONE or name in EDGE_SIZES[:2] or name in (REST_CACHED, REST_CACHE_MISSES) else [1, 4]
-        )
+        if name in (REST_EDGES, GRPC_EDGES, CRUD, CRUD_LOADED):
+            expected = [4]  # quick mode's one level for edges and CRUD
+        elif name in PHONE or name in EDGE_SIZES[:2] or name in (REST_CACHED, REST_CACHE_MISSES):
+            expected = [1]
+        else:
+            expected = [1, 4]
         assert [load["concurrency"] for load in loads] == expected, name
         assert sum(load["issued"] for load in loads) > 0, name
         assert sum(load["requests"] for load in loads) > 0 or name in EDGE_SIZES, name  # 12 MP: maybe all 504s

@@ -19,7 +19,6 @@ from PIL import Image
 
 from export.network import Classifier, load_backbone
 from export.preprocess import reference_preprocess
-from launcher.process import free_ports
 from launcher.triton import TritonServer
 from servables import names
 from tests.support.gate import GATED_BATCHING, GatedTriton
@@ -263,9 +262,9 @@ def test_body_limit_is_enforced_while_streaming(
 
 
 def test_triton_unavailable_is_a_503_with_retry_after_and_crud_still_works(
-    gateway_factory: Callable[..., Gateway], uploads: dict[str, tuple[bytes, str]]
+    bare_gateway: Gateway, uploads: dict[str, tuple[bytes, str]]
 ) -> None:
-    orphan = gateway_factory(GATEWAY_TRITON_URL=f"127.0.0.1:{free_ports(1)[0]}")
+    orphan = bare_gateway
     data, media_type = uploads["coffee.jpg"]
     response = httpx.post(f"{orphan.url}/v1/classify", content=data, headers={"content-type": media_type})
     assert_error(response, 503, "triton_unavailable")

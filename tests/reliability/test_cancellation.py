@@ -136,59 +136,68 @@ async def _posts(url: str, body: bytes, count: int) -> list[httpx.Response]:
         return await asyncio.gather(*(client.post("/v1/edges", content=body, headers=JPEG) for _ in range(count)))
 
 
-def _warm(gateway: Gateway, body: bytes, canny: Cpu) -> None:
-    """An edges request per Canny instance, at once, so that each has run this photo before it is timed."""
-    warm = asyncio.run(_posts(gateway.url, body, len(canny.processes)))
+@pytest.fixture(scope="module")
+def front(own_triton: TritonServer, gateway_factory: Callable[..., Gateway]) -> Gateway:
+    return gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
+
+
+@pytest.fixture(scope="module")
+def hasty(own_triton: TritonServer, gateway_factory: Callable[..., Gateway]) -> Gateway:
+    return gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=HASTY_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def one_run_cpu_s(own_triton: TritonServer, front: Gateway, large_photo: np.ndarray) -> float:
+    """What Canny computes for the large photo alone, once each Canny instance has run it (an edges request per
+    instance, at once), so that no instance is timed on its first run."""
+    canny, body = Cpu(own_triton, names.CANNY_GRAPH), encoded(large_photo)
+    warm = asyncio.run(_posts(front.url, body, len(canny.processes)))
     assert [r.status_code for r in warm] == [200] * len(warm), [r.text for r in warm]
+    before = canny()
+    assert httpx.post(f"{front.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
+    return canny() - before
 
 
 def test_abandoned_edges_requests_stop_at_the_canny_step(
     gated: GatedTriton,
     own_triton: TritonServer,
-    gateway_factory: Callable[..., Gateway],
+    front: Gateway,
+    hasty: Gateway,
+    one_run_cpu_s: float,
     large_photo: np.ndarray,
     photos: dict[str, np.ndarray],
 ) -> None:
     """Requests whose deadline passes while they wait for Canny (held at its gate: so whatever the CPU) are handed to
     Canny and stopped there: none runs to the end for nobody."""
-    canny = Cpu(own_triton, names.CANNY_GRAPH)
-    gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
-    _warm(gateway, body, canny)
-    before = canny()
-    assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
-    one_run = canny() - before  # what Canny computes for this photo, alone
-
-    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=HASTY_TIMEOUT_S)
     with Abandonment(own_triton) as abandoned, gated.canny.closed():
         responses = asyncio.run(_posts(hasty.url, body, ABANDONED))
 
     record("abandoned edges (16 MP): ran to the end", abandoned.ran_to_the_end, unit=f"of {ABANDONED}",
            detail=f"{HASTY_TIMEOUT_S} s deadline passed at Canny's gate, answered "
-           f"{sorted({r.status_code for r in responses})}; {abandoned} the last 504 (a complete run: {one_run:.2f} s "
-           "of CPU)")  # fmt: skip
+           f"{sorted({r.status_code for r in responses})}; {abandoned} the last 504 (a complete run: "
+           f"{one_run_cpu_s:.2f} s of CPU)")  # fmt: skip
     assert [r.status_code for r in responses] == [504] * ABANDONED, [r.text for r in responses]
     assert all(r.json()["error"]["code"] == "deadline_exceeded" for r in responses)
     assert abandoned.reached >= 1  # the deadlines passed before Canny started: Canny was given abandoned requests
     assert abandoned.ran_to_the_end == 0  # each stopped: its ensemble failed instead of completing for nobody
 
     small = photos["chelsea"]
-    served = httpx.post(f"{gateway.url}/v1/edges", content=encoded(small), headers=JPEG)
+    served = httpx.post(f"{front.url}/v1/edges", content=encoded(small), headers=JPEG)
     assert served.status_code == 200
     edge_map = cv2.imdecode(np.frombuffer(served.content, np.uint8), cv2.IMREAD_UNCHANGED)
     assert edge_map.shape == small.shape[:2] and set(np.unique(edge_map)) <= {0, 255}
 
 
 def test_a_client_that_leaves_stops_its_edges_request(
-    own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
+    own_triton: TritonServer, front: Gateway, large_photo: np.ndarray
 ) -> None:
     """A REST client that disconnects while Triton works on its request: the gateway cancels the gRPC call (499)."""
-    gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
     head = f"POST /v1/edges HTTP/1.1\r\nHost: test\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
     decode = Cpu(own_triton, names.DECODE)
     with Abandonment(own_triton) as abandoned:
-        before, clients = decode(), [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(ABANDONED)]
+        before, clients = decode(), [socket.create_connection(("127.0.0.1", front.port)) for _ in range(ABANDONED)]
         for client in clients:
             client.sendall(head.encode() + body)
         started = time.monotonic()
@@ -200,28 +209,22 @@ def test_a_client_that_leaves_stops_its_edges_request(
 
     record("edges clients that left (16 MP): ran to the end", abandoned.ran_to_the_end, unit=f"of {ABANDONED}",
            detail=f"disconnected while Triton decoded; {abandoned} they left")  # fmt: skip
-    assert gateway.log().count("POST /v1/edges 499") == ABANDONED
+    assert front.log().count("POST /v1/edges 499") == ABANDONED  # the module's only 499s
     assert abandoned.reached >= 1
     assert abandoned.ran_to_the_end == 0
 
 
 def test_an_edges_run_still_going_at_its_deadline_stops_itself(
-    gated: GatedTriton, own_triton: TritonServer, gateway_factory: Callable[..., Gateway], large_photo: np.ndarray
+    gated: GatedTriton, own_triton: TritonServer, hasty: Gateway, one_run_cpu_s: float, large_photo: np.ndarray
 ) -> None:
     """Triton does not tell the ensemble step that is running; the deadline the gateway sends as a parameter does:
     requests whose deadline passes in the middle of their Canny run (after decoding) stop there. Each waits at
     Canny's gate until shortly before its deadline, so the deadline passes mid-run whatever the CPU or its load."""
-    canny = Cpu(own_triton, names.CANNY_GRAPH)
-    gateway = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
     body = encoded(large_photo)
-    _warm(gateway, body, canny)
-    before = canny()
-    assert httpx.post(f"{gateway.url}/v1/edges", content=body, headers=JPEG, timeout=60).status_code == 200
     # A run alone takes at least half its CPU time in wall time (two threads): it starts a quarter of that before
     # its deadline, so the deadline passes while it runs.
-    lead_s = (canny() - before) / 4
+    lead_s = one_run_cpu_s / 4
     deadline_s = float(HASTY_TIMEOUT_S)
-    hasty = gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=HASTY_TIMEOUT_S)
     statuses = []
     with Abandonment(own_triton) as abandoned, ThreadPoolExecutor(1) as client:
         for _ in range(ABANDONED):  # one at a time

@@ -17,7 +17,8 @@ import pytest
 from gateway.items.document import InvalidDocument, nesting_depth, parse_object
 from gateway.items.store import MAX_PAGE_BYTES
 from gateway.settings import Settings
-from tests.support.figures import Goal, hold, record
+from tests.support.figures import hold, record
+from tests.support.goals import closed_at_its_timeout
 from tests.support.items_support import check_error
 from tests.support.metrics import metric_samples
 from tests.support.stack import Gateway
@@ -183,9 +184,9 @@ def test_idle_and_slow_head_connections_are_closed(front: Gateway) -> None:
     assert set(results) == {"idle", "slow"}
     for answer, _ in results.values():
         assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
-    # Closed at the head timeout, never before it: within a second of it is the goal, within twice it the bound.
+    # Closed at the head timeout, never before it.
     timeout_s = Settings().head_timeout_s
-    closed = Goal("s", at_most=timeout_s + 1, bound=2 * timeout_s)
+    closed = closed_at_its_timeout(timeout_s)
     for name, (_, seconds) in results.items():
         assert seconds >= timeout_s - 0.1, (name, seconds)  # 0.1: the clocks of two processes
         hold(f"{name} connection closed after (head timeout {timeout_s:g} s)", seconds, closed)

@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.figures import FIGURES
+from tests.support.figures import hold
+from tests.support.goals import STACK_STOPPED, STOPPED_WITHIN_S
 from tests.support.launched import Launched, alive, descendants, describe, launch, processes, tiny_repository
 from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.reliability
-STOPPED_WITHIN_S = 10.0  # the bound: what a user waits for before the next `make serve`
 
 
 @pytest.fixture
@@ -55,7 +55,9 @@ def test_the_stack_stops_with_the_launcher(piped: Launched, how: str) -> None:
     assert {"tritonserver", "triton_python_b", "cat"} <= names, names
     _stop(piped, how)
     seconds = piped.wait_gone(tree, STOPPED_WITHIN_S)
-    FIGURES[f"launcher: stopped by {how} -> every process gone, every port free (s)"] = f"{seconds:.1f}"
+    hold(
+        f"22.1 the stack through a pipe, stopped by {how}: every process gone, every port free", seconds, STACK_STOPPED
+    )
     # Stopped in order, and said so, though nobody reads its terminal any more.
     said = [json.loads(line)["message"] for line in piped.said().splitlines()]
     assert said[-3:] == ["stopping the gateway (in-flight requests finish first)", "stopping Triton", "stopped"]
@@ -106,4 +108,8 @@ def test_a_killed_parent_leaves_no_server(tmp_path: Path) -> None:
     while alive(server):
         assert time.monotonic() - started < STOPPED_WITHIN_S, f"outlived their killed parent: {describe(server)}"
         time.sleep(0.05)
-    FIGURES["a killed parent's servers gone after (s)"] = f"{time.monotonic() - started:.1f}"
+    hold(
+        "22.1 the launcher killed: the servers it started gone, with their children",
+        time.monotonic() - started,
+        STACK_STOPPED,
+    )

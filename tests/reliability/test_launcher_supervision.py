@@ -23,7 +23,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.support.figures import FIGURES
+from tests.support.figures import hold
+from tests.support.goals import STACK_STOPPED, STOPPED_WITHIN_S, VERSION_MIRRORED, every, serving_after_wedged_restarts
 from tests.support.launched import Launched, launch, processes, write_version
 
 pytestmark = pytest.mark.reliability
@@ -117,7 +118,13 @@ def test_a_rollback_survives_a_restart(stack: Launched) -> None:
     stack.wait_for("versioned serves version 1 (kept if Triton restarts)", 10, after=said)
     _restart(stack)
     assert "serving as before: versioned: version 1" in stack.said()
-    assert _ready(stack, "versioned") == ["1"]
+    after = _ready(stack, "versioned")
+    hold(
+        "22.2 a rollback to version 1, then Triton killed: served as the operator left it after the restart",
+        int(after == ["1"]),
+        every(1, "restarts"),
+        detail=f"versions ready after: {after}",
+    )
     _admin(stack, "load", "versioned")  # without versions: the config's policy (all) again, not the pin
     assert _ready(stack, "versioned") == ["1", "2"]
 
@@ -127,7 +134,13 @@ def test_a_model_unloaded_whole_stays_unloaded(stack: Launched) -> None:
     _admin(stack, "unload", "versioned")
     stack.wait_for("versioned serves nothing (unloaded)", 10, after=said)
     _restart(stack)
-    assert _ready(stack, "versioned") == []
+    after = _ready(stack, "versioned")
+    hold(
+        "22.2 a model unloaded whole, then Triton killed: served as the operator left it after the restart",
+        int(after == []),
+        every(1, "restarts"),
+        detail=f"versions ready after: {after}",
+    )
     _admin(stack, "load", "versioned")
     assert _ready(stack, "versioned") == ["1", "2"]
 
@@ -136,7 +149,7 @@ def test_a_version_exported_while_serving_is_loadable(stack: Launched) -> None:
     said = len(stack.said())
     write_version(stack.repository, "versioned", 3)
     lag = stack.wait_for("the repository changed (versioned)", 10, after=said)
-    FIGURES["launcher: a version written -> mirrored for Triton (s)"] = f"{lag:.2f}"
+    hold("22.4 a version written while serving: mirrored for Triton after", lag, VERSION_MIRRORED)
     _admin(stack, "load", "versioned")
     assert _ready(stack, "versioned") == ["1", "2", "3"]
 
@@ -170,8 +183,11 @@ def test_a_wedged_restart_is_killed_and_retried_with_backoff(wedgeable: Launched
     stack.wedge.unlink()
     stack.wait_for("Triton is back", 60, after=said)
     stack.wait_ready()
-    FIGURES["launcher: Triton killed, its restarts wedged twice, then healed -> serving again (s)"] = (
-        f"{time.monotonic() - killed:.1f} (restart bound {RESTART_TIMEOUT_S} s; waits 1 s, 2 s)"
+    hold(
+        "N14 Triton killed, its restarts wedged twice, then healed: serving again after",
+        time.monotonic() - killed,
+        serving_after_wedged_restarts(RESTART_TIMEOUT_S, (1, 2)),
+        detail=f"each wedged start killed at the restart bound, {RESTART_TIMEOUT_S} s; waits of 1 s and 2 s",
     )
 
 
@@ -189,6 +205,10 @@ def test_ctrl_c_stops_everything_while_a_restart_waits_on_a_wedged_triton(wedgea
     assert "Triton is back" not in stack.said()[said:]
     tree = stack.tree()
     os.killpg(stack.shell.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole pipeline gets it
-    seconds = stack.wait_gone(tree, 10)
-    FIGURES["launcher: Ctrl-C while a restart waits on a wedged Triton -> all gone, ports free (s)"] = f"{seconds:.1f}"
+    seconds = stack.wait_gone(tree, STOPPED_WITHIN_S)
+    hold(
+        "N14 Ctrl-C while a restart waits on a wedged Triton: every process gone, every port free",
+        seconds,
+        STACK_STOPPED,
+    )
     assert "SIGINT: stopping" in stack.said()[said:]

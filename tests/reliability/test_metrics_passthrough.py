@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from launcher.triton import TritonServer
-from tests.support.figures import FIGURES, PeakRss
+from tests.support.figures import PeakRss, hold, record
+from tests.support.goals import HEALTHZ_UNDER_LOAD
 from tests.support.items_support import closed_port
 from tests.support.probe import Probe
 from tests.support.stack import Gateway
@@ -47,28 +48,29 @@ async def _scrape_all(url: str) -> Counter[int | str]:
     return Counter(answers)
 
 
-def _flood(gateway: Gateway, figure: str, path: str = "/metrics/triton") -> tuple[Counter[int | str], float]:
-    """300 concurrent GETs of ``path`` with /healthz probed meanwhile: the answers, recorded with /healthz's worst
-    latency and the gateway's RSS growth; the worst latency is returned to be held."""
+def _flood(gateway: Gateway, path: str = "/metrics/triton") -> tuple[Counter[int | str], float, str]:
+    """300 concurrent GETs of ``path`` with /healthz probed meanwhile: the answers, /healthz's worst latency, and
+    what else was seen (the answers, the gateway's RSS growth) as a figure's detail."""
     assert gateway.process is not None
     with PeakRss(gateway.process.pid) as peak, Probe(f"{gateway.url}/healthz") as probe:
         before = peak.mib
         statuses = asyncio.run(_scrape_all(f"{gateway.url}{path}"))
-    FIGURES[figure] = (
-        f"/healthz worst {probe.worst_ms:.0f} ms; scrapes {dict(statuses)}; gateway RSS +{peak.mib - before:.0f} MiB"
-    )
-    return statuses, probe.worst_ms
+    return statuses, probe.worst_ms, f"answers {dict(statuses)}; gateway RSS +{peak.mib - before:.0f} MiB"
 
 
 def test_three_hundred_concurrent_scrapes_do_not_stall_healthz(
     gateway_factory: Callable[..., Gateway], triton: TritonServer
 ) -> None:
     gateway = gateway_factory(GATEWAY_TRITON_URL=triton.grpc_url, GATEWAY_TRITON_METRICS_URL=triton.metrics_url)
-    # What any burst of 300 requests costs here, for comparison: 300 at once of the cheapest route there is.
-    _flood(gateway, "N8 for comparison: 300 concurrent GET /healthz", "/healthz")
-    statuses, worst_ms = _flood(gateway, "N8 300 concurrent /metrics/triton scrapes (goal: /healthz within 100 ms)")
+    # What any burst of 300 requests costs here, for comparison (a measurement): 300 at once of the cheapest route.
+    _, alone_ms, seen = _flood(gateway, "/healthz")
+    record(
+        "N8 for comparison: /healthz worst during 300 concurrent GET /healthz", round(alone_ms), unit="ms", detail=seen
+    )
+    statuses, worst_ms, seen = _flood(gateway)
+    # Past the bound (ten times the goal): a stall (6.6 s before), not this machine's noise.
+    hold("N8 /healthz worst during 300 concurrent /metrics/triton scrapes", worst_ms, HEALTHZ_UNDER_LOAD, detail=seen)
     assert statuses == Counter({200: SCRAPERS}), statuses
-    assert worst_ms < 1000  # ten times the goal: a stall (6.6 s before) and not this machine's noise
 
 
 @pytest.fixture
@@ -88,8 +90,11 @@ def test_a_stalled_upstream_times_out_and_does_not_stall_healthz(
         GATEWAY_TRITON_METRICS_URL=stalled_upstream,
         GATEWAY_TRITON_METRICS_TIMEOUT_S="2",
     )
-    statuses, worst_ms = _flood(
-        gateway, "N8 300 concurrent scrapes of a stalled upstream, 2 s timeout (goal: 503s, /healthz within 100 ms)"
+    statuses, worst_ms, seen = _flood(gateway)
+    hold(
+        "N8 /healthz worst during 300 concurrent scrapes of a stalled upstream (2 s timeout)",
+        worst_ms,
+        HEALTHZ_UNDER_LOAD,
+        detail=seen,
     )
     assert statuses == Counter({503: SCRAPERS}), statuses
-    assert worst_ms < 1000

@@ -1,14 +1,13 @@
-"""A new ResNet version goes live without a restart and without a failed request: export it beside the served one,
-load it through the gateway's admin route, pin requests to each version, drop the old one, all under load; every
-answer names the version and weights that produced it, and its classes are that version's."""
+"""A new ResNet version goes live without a restart and without a failed request: put it beside the served one (as
+``python -m export --version 2`` writes it: exported once for the session, tests/conftest.py), load it through the
+gateway's admin route, pin requests to each version, drop the old one, all under load; every answer names the
+version and weights that produced it, and its classes are that version's."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import statistics
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -93,6 +92,7 @@ def test_version_swap_under_load(
     server: TritonServer,
     gateway_factory: Callable[..., Gateway],
     photos: dict[str, np.ndarray],
+    second_version: Path,
 ) -> None:
     gateway = gateway_factory(GATEWAY_TRITON_URL=server.grpc_url)
     body = cv2.imencode(".jpg", photos["chelsea"])[1].tobytes()
@@ -106,11 +106,7 @@ def test_version_swap_under_load(
         client.start()
     try:
         # Other weights, so the two versions' answers differ: proof of which one ran.
-        subprocess.run(
-            [sys.executable, "-m", "export", "--model", TEST_MODEL, "--weights", "seed:1", "--version", "2",
-             "--repository", str(repository)],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        shutil.copytree(second_version, repository / TEST_MODEL / "2")
         assert [f"{p.parent.name}/{p.name}" for p in server.refresh_repository()] == [f"{TEST_MODEL}/2"]
         loaded = httpx.post(f"{gateway.url}/v1/admin/models/{TEST_MODEL}/load", timeout=180)
         assert loaded.status_code == 200, loaded.text

@@ -166,7 +166,7 @@ def test_soak_mixed_traffic_has_no_5xx_and_stable_memory(
     statuses.clear()
     started = time.monotonic()
     with PeakRss(pid) as peak:
-        asyncio.run(soak(per_worker=100, seconds=60))
+        asyncio.run(soak(per_worker=50, seconds=60))
     after = rss_mib(pid)
     total = sum(statuses.values())
     seconds = time.monotonic() - started
@@ -175,7 +175,7 @@ def test_soak_mixed_traffic_has_no_5xx_and_stable_memory(
     hold_rss("soak gateway peak RSS", soaked.url, peak)
     assert total >= 200
     assert not [s for s in statuses if s >= 500], statuses
-    assert after - before < 64, (before, after)
+    assert after - before < 32, (before, after)  # 600 requests: a leak of over 50 KiB each (1.2 MiB grew in 1,200)
 
 
 async def _burst(url: str, path: str, data: bytes, count: int) -> list[httpx.Response]:

@@ -141,7 +141,8 @@ def hold(name: str, measured: float, goal: Goal, *, detail: str = "") -> Figure:
     """``record``, then fail the test if the figure is past the goal's bound (missing the goal itself only shows
     in the report)."""
     figure = record(name, measured, goal, detail=detail)
-    assert goal.within_bound(measured), f"{name}: {figure.value_text()}, past the bound {goal.bound:g} {goal.unit}"
+    past = f"{name}: {figure.value_text()}, past the bound {goal.bound:g} {goal.unit}"
+    assert goal.within_bound(measured), past + (f"; {detail}" if detail else "")
     return figure
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,3 +76,35 @@ class Gateway:
 
     def log(self) -> str:
         return self.service.log_path.read_text(errors="replace")
+
+
+class Gateways:
+    """The gateways a session starts, stopped as soon as nothing can use them: one that a test's body started when
+    the test ends (an idle gateway still wakes twenty times a second and holds 130 MB; a session starts dozens), one
+    started for a fixture (a module's, the session's) at the session's end. Stops run in the background, each on a
+    thread of its own (each drains on its own), so no test waits for them; ``close`` waits for all."""
+
+    def __init__(self) -> None:
+        self.in_test_body = False  # a test's body is running (tests/conftest.py's pytest_runtest_call says so)
+        self._body: list[Gateway] = []
+        self._fixtures: list[Gateway] = []
+        self._stopping = ThreadPoolExecutor(16, thread_name_prefix="stop-gateway")
+        self._stops: list[Future[int | None]] = []
+
+    def add(self, gateway: Gateway) -> Gateway:
+        (self._body if self.in_test_body else self._fixtures).append(gateway)
+        return gateway
+
+    def test_body_ended(self) -> None:
+        self.in_test_body = False
+        self._stop(self._body)
+
+    def close(self) -> None:
+        self._stop(self._fixtures)
+        for stop in self._stops:
+            stop.result()
+        self._stopping.shutdown()
+
+    def _stop(self, gateways: list[Gateway]) -> None:
+        self._stops += [self._stopping.submit(gateway.stop) for gateway in gateways]
+        gateways.clear()

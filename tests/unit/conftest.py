@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 # The session fixtures (tests/conftest.py) that start a server or need `python -m export`'s repository.
-SERVER_FIXTURES = {"test_repository", "triton", "gated", "gateway", "gateway_factory"}
+SERVER_FIXTURES = {"test_repository", "second_version", "triton", "gated", "gateway", "bare_gateway", "gateway_factory"}
 MOVE = "it belongs in tests/integration (or tests/reliability): the unit tier starts no server and needs no export"
 
 

@@ -1,5 +1,5 @@
 """The reliability report's records: a goal's verdict and bound, the older ``FIGURES[name] = value`` form reported as
-a measurement, and both written as Markdown and JSON."""
+a measurement, both written as Markdown and JSON, and each row of the issues' tables with its verdict."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.figures import FIGURES, Figure, Goal, hold, record
-from tests.support.reliability_report import Run, write
+from tests.support.reliability_report import Run, rows, write
 
 WITHIN_A_SECOND = Goal("s", at_most=1, bound=5)
 
@@ -59,3 +59,28 @@ def test_the_report_lists_goals_with_verdicts_then_measurements(tmp_path: Path) 
     ]
     assert document["figures"][2]["measured"] == {"HTTP/1.1 408 Request Timeout": 50}
     assert document["figures"][0]["goal"] == {"unit": "s", "at_most": 1, "at_least": None, "bound": 5}
+
+
+def test_each_row_gets_the_verdict_of_its_figures(tmp_path: Path) -> None:
+    every_one = Goal("of 3 served", at_least=3, bound=3)
+    record("N12 forwarded by a proxy: refused", 3, every_one)
+    record("N1 a second client's requests served", 3, every_one)
+    record("N1 probes answered", 2, every_one)  # missed: the row is missed
+    record("F11/F20 a large edge map: memory kept", 40, Goal("MiB", at_most=64, bound=256))
+    record("22.1 the stack stopped by SIGTERM", 3.2, WITHIN_A_SECOND)
+    record("N8 for comparison: /healthz alone", 30, unit="ms")  # a measurement: no verdict of its own
+    record("soak requests", 600, unit="requests")  # no row
+    found = rows(list(FIGURES.values()))
+    assert {row: verdict for row, (verdict, _) in found.items()} == {
+        "N1": "missed", "N8": "-", "N12": "met", "F11/F20": "met", "22.1": "missed",
+    }  # fmt: skip
+    assert list(found) == ["N1", "N8", "N12", "F11/F20", "22.1"]  # the issues' order, not the run's
+    run = Run("pytest tests/reliability", "2026-12-06T08:00:00+00:00", 180.0, {})
+    json_path, markdown_path = write(tmp_path, list(FIGURES.values()), run)
+    markdown = markdown_path.read_text()
+    assert "5 rows of the issues' tables, 2 met, 2 missed" in markdown
+    assert (
+        "| N1 | missed | a second client's requests served: 3 of 3 served; probes answered: 2 of 3 served |"
+        in (markdown.split("## Rows")[1].split("## Goals")[0])
+    )
+    assert json.loads(json_path.read_text())["rows"]["F11/F20"] == "met"
