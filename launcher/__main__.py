@@ -211,7 +211,7 @@ def run(args: argparse.Namespace, signals: StopSignals) -> int:
         say(f"Triton ready in {first_start_s:.1f} s; starting the gateway")
         gateway.start(timeout_s=60)
         announce(args, triton, logs)
-        supervise(triton, gateway, args.triton_restart_timeout or max(60.0, 4 * first_start_s))
+        supervise(triton, gateway, args.triton_restart_timeout or max(60.0, 4 * first_start_s), signals)
     except Interrupted as stop:
         say(f"{stop.why}: stopping")
     except (ServiceError, subprocess.CalledProcessError) as exc:

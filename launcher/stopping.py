@@ -5,6 +5,10 @@ Ctrl-C (SIGINT, sent to the whole foreground group: ``make``, the launcher, ``te
 The first raises ``Interrupted`` wherever the launcher is (starting Triton, waiting out a restart's backoff,
 supervising), so the stops in its ``finally`` run at once; a second one during those stops makes them immediate
 (SIGKILL); any more are ignored, so nothing interrupts the immediate stops.
+
+An exception raised by a signal handler is lost when the handler happens to run inside a finaliser (a response or
+socket closed by the garbage collector: Python prints "Exception ignored in" and goes on), so the request is also
+kept: ``check`` raises it again, and the supervisor calls it every tick.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received = 0
+        self.why: str | None = None  # the first stop asked for
 
     def install(self) -> None:
         for signum in SIGNALS:
@@ -39,7 +44,13 @@ class StopSignals:
         """From now on every signal is ignored (the stack is stopped: nothing is left to hurry)."""
         self.received = max(self.received, self.RAISED_AT_MOST)
 
+    def check(self) -> None:
+        """Raises ``Interrupted`` if a stop was asked for: the handler's own exception may have been lost."""
+        if self.why is not None:
+            raise Interrupted(self.why)
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received += 1
+        self.why = self.why or signal.Signals(signum).name
         if self.received <= self.RAISED_AT_MOST:
             raise Interrupted(signal.Signals(signum).name)

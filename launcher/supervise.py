@@ -20,7 +20,7 @@ from pathlib import Path
 
 from launcher.output import OUTPUT, say
 from launcher.process import Service, ServiceError
-from launcher.stopping import Interrupted
+from launcher.stopping import Interrupted, StopSignals
 from launcher.triton import TritonServer
 from launcher.versions import Served, describe
 
@@ -156,14 +156,16 @@ def restart_triton(triton: TritonServer, backoff: Backoff, served: Served, timeo
         return
 
 
-def supervise(triton: TritonServer, gateway: Service, restart_timeout_s: float) -> None:
+def supervise(triton: TritonServer, gateway: Service, restart_timeout_s: float, signals: StopSignals) -> None:
     """Restart what dies, for ever; the gateway keeps answering (503) while Triton comes back. Ends by
-    ``Interrupted``: a signal (raised by its handler), or here when the output's reader has gone."""
+    ``Interrupted``: a signal (raised by its handler, or here should the handler's have been lost), or here when
+    the output's reader has gone."""
     watch, served, mirror = TritonWatch(triton), Served(), Mirror(triton)
     triton_backoff, gateway_backoff = Backoff(), Backoff()
     mirror.seen = _listing(triton.repository)  # the start mirrored it
     next_observe = 0.0
     while True:
+        signals.check()
         if OUTPUT.reader_gone():
             raise Interrupted("the output's reader closed")
         mirror.follow()

@@ -100,6 +100,22 @@ def test_two_stop_signals_interrupt_then_none() -> None:
     signals._handle(15, None)  # the immediate stops are under way: nothing interrupts them
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_lost_in_a_finaliser_is_raised_again() -> None:
+    """A handler that runs inside a finaliser (a response the collector closes) has its exception printed and
+    dropped by Python; the supervisor's ``check`` each tick raises the stop again."""
+    signals = StopSignals()
+    signals.check()  # nothing asked yet
+
+    class Closed:
+        def __del__(self) -> None:
+            signals._handle(15, None)
+
+    Closed()  # "Exception ignored in ...": the stop is lost here
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        signals.check()
+
+
 def test_a_port_holder_is_named() -> None:
     with contextlib.closing(socket.socket()) as holder:
         holder.bind(("127.0.0.1", 0))
