@@ -20,7 +20,7 @@ from tests.support.gate import GatedTriton, running_gated_triton
 from tests.support.items_support import closed_port
 from tests.support.photos import load_photos
 from tests.support.reliability_report import Recorder
-from tests.support.stack import TEST_MODEL, TEST_REPOSITORY, TEST_WEIGHTS, Gateway, Gateways, running_triton
+from tests.support.stack import STOPS, TEST_MODEL, TEST_REPOSITORY, TEST_WEIGHTS, Gateway, Gateways, running_triton
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -145,6 +145,11 @@ def bare_gateway(gateway_factory: Callable[..., Gateway]) -> Gateway:
 def gateway(gateway_factory: Callable[..., Gateway], triton: TritonServer) -> Gateway:
     """The gateway in front of the session's Triton, serving the test model."""
     return gateway_factory(GATEWAY_TRITON_URL=triton.grpc_url)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Every server stopped in the background (``STOPS``: gateways, Tritons) has stopped before the session ends."""
+    STOPS.wait()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from launcher.process import free_ports
-from launcher.triton import Ports, TritonServer
+from launcher.triton import TritonServer
 from tests.support.dashboard import parse, queries, selectors, walk
-from tests.support.stack import Gateway
+from tests.support.stack import Gateway, running_triton
 
 # The text exposition format: `name{label="value",...} value [timestamp]`; comments start with '#'.
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+\S+")
@@ -40,8 +39,7 @@ def scrape(url: str) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def cached_series(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Triton's series with its response cache on (off in the session's Triton): after one classification."""
-    log = tmp_path_factory.mktemp("dashboard-cache") / "tritonserver.log"
-    with TritonServer(test_repository, Ports(*free_ports(3)), log_path=log, response_cache_bytes=1 << 20) as server:
+    with running_triton(test_repository, tmp_path_factory, response_cache_bytes=1 << 20) as server:
         data = np.frombuffer(cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes(), np.uint8)[None]
         image = grpcclient.InferInput("IMAGE", list(data.shape), "UINT8")
         image.set_data_from_numpy(data)

@@ -17,16 +17,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from launcher.process import free_ports
-from launcher.triton import Ports, TritonServer
+from launcher.triton import TritonServer
 from servables import names
-from tests.support.stack import TEST_MODEL
+from tests.support.stack import TEST_MODEL, running_triton
 
 CACHE_BYTES = 16 << 20
-
-
-def _cached_triton(repository: Path, log: Path) -> TritonServer:
-    return TritonServer(repository, Ports(*free_ports(3)), log_path=log, response_cache_bytes=CACHE_BYTES)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +34,7 @@ def repository(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    with _cached_triton(repository, tmp_path_factory.mktemp("cache-triton") / "tritonserver.log") as triton:
+    with running_triton(repository, tmp_path_factory, response_cache_bytes=CACHE_BYTES) as triton:
         yield triton
 
 

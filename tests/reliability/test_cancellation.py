@@ -37,6 +37,7 @@ pytestmark = pytest.mark.reliability
 ABANDONED = 4
 # Long enough for a request to be decoded and reach Canny, which waits at its gate until every deadline has passed.
 HASTY_TIMEOUT_S = "2"
+PATIENT_TIMEOUT_S = "60"
 JPEG = {"content-type": "image/jpeg"}
 
 
@@ -138,7 +139,9 @@ async def _posts(url: str, body: bytes, count: int) -> list[httpx.Response]:
 
 @pytest.fixture(scope="module")
 def front(own_triton: TritonServer, gateway_factory: Callable[..., Gateway]) -> Gateway:
-    return gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url)
+    """A gateway whose deadline no warm-up reaches, whatever else the machine is finishing (the session's Triton
+    may still be working off the previous module's floods when the first runs on a fresh Triton start)."""
+    return gateway_factory(GATEWAY_TRITON_URL=own_triton.grpc_url, GATEWAY_EDGES_TIMEOUT_S=PATIENT_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,12 @@ import httpx
 import numpy as np
 import pytest
 
-from launcher.process import free_ports
-from launcher.triton import Ports, TritonServer
+from launcher.triton import TritonServer
 from servables import default, names
 from servables import repository as repo
 from servables.specs import Batching, PreprocessSpec
 from tests.support.figures import record
-from tests.support.stack import TEST_MODEL, Gateway
+from tests.support.stack import TEST_MODEL, Gateway, running_triton
 
 CLIENTS = 4
 SEED_0, SEED_1 = (f"seed:{n} (random init: predictions are meaningless)" for n in (0, 1))
@@ -43,8 +42,7 @@ def repository(test_repository: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    log = tmp_path_factory.mktemp("versions-triton") / "tritonserver.log"
-    with TritonServer(repository, Ports(*free_ports(3)), log_path=log, exit_timeout_s=10) as triton:
+    with running_triton(repository, tmp_path_factory, exit_timeout_s=10) as triton:
         yield triton
 
 

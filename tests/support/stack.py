@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,19 +23,42 @@ TEST_MODEL = "resnet18"
 TEST_WEIGHTS = "seed:0"
 
 
+class Stops:
+    """Servers' stops, run in the background, each on a thread of its own, so that no test waits while one drains
+    or unloads its models (a Triton takes 3-4 s to unload its python-backend stubs, polling once a second); ``wait``
+    waits for all of them (the session's end)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(16, thread_name_prefix="stop")
+        self._stops: list[Future[object]] = []
+
+    def submit(self, stop: Callable[[], object]) -> None:
+        self._stops.append(self._pool.submit(stop))
+
+    def wait(self) -> None:
+        for stop in self._stops:
+            stop.result()
+        self._stops.clear()
+
+
+STOPS = Stops()
+
+
 @contextmanager
 def running_triton(
-    repository: Path, tmp_path_factory: pytest.TempPathFactory, extra_args: tuple[str, ...] = ()
+    repository: Path, tmp_path_factory: pytest.TempPathFactory, extra_args: tuple[str, ...] = (), **options: Any
 ) -> Iterator[TritonServer]:
-    """A tritonserver serving ``repository`` on free ports, its log in a fresh temporary folder; stopped after."""
+    """A tritonserver serving ``repository`` on free ports (``options``: the rest of ``TritonServer``'s), its log in
+    a fresh temporary folder; stopped after, in the background (``STOPS``)."""
     log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
     server = on_free_ports(
-        3, lambda ports: TritonServer(repository, Ports(*ports), log_path=log, extra_args=extra_args).start()
+        3,
+        lambda ports: TritonServer(repository, Ports(*ports), log_path=log, extra_args=extra_args, **options).start(),
     )
     try:
         yield server
     finally:
-        server.stop()
+        STOPS.submit(server.stop)
 
 
 @contextmanager
@@ -81,15 +105,12 @@ class Gateway:
 class Gateways:
     """The gateways a session starts, stopped as soon as nothing can use them: one that a test's body started when
     the test ends (an idle gateway still wakes twenty times a second and holds 130 MB; a session starts dozens), one
-    started for a fixture (a module's, the session's) at the session's end. Stops run in the background, each on a
-    thread of its own (each drains on its own), so no test waits for them; ``close`` waits for all."""
+    started for a fixture (a module's, the session's) at the session's end; in the background (``STOPS``)."""
 
     def __init__(self) -> None:
         self.in_test_body = False  # a test's body is running (tests/conftest.py's pytest_runtest_call says so)
         self._body: list[Gateway] = []
         self._fixtures: list[Gateway] = []
-        self._stopping = ThreadPoolExecutor(16, thread_name_prefix="stop-gateway")
-        self._stops: list[Future[int | None]] = []
 
     def add(self, gateway: Gateway) -> Gateway:
         (self._body if self.in_test_body else self._fixtures).append(gateway)
@@ -101,10 +122,9 @@ class Gateways:
 
     def close(self) -> None:
         self._stop(self._fixtures)
-        for stop in self._stops:
-            stop.result()
-        self._stopping.shutdown()
 
-    def _stop(self, gateways: list[Gateway]) -> None:
-        self._stops += [self._stopping.submit(gateway.stop) for gateway in gateways]
+    @staticmethod
+    def _stop(gateways: list[Gateway]) -> None:
+        for gateway in gateways:
+            STOPS.submit(gateway.stop)
         gateways.clear()
