@@ -1,6 +1,9 @@
 """Classify an image by calling Triton directly over gRPC, without the gateway.
 
-    python examples/grpc_classify.py photo.jpg [--model classify] [--url 127.0.0.1:8001] [--top-k 5] [--pixels]
+    python examples/grpc_classify.py photo.jpg [--model classify] [--url HOST:PORT] [--top-k 5] [--pixels]
+
+Triton's address is the one ``make serve`` prints on its "Triton    gRPC" line: ``--url``, else
+``$TRITONSERVE_TRITON_URL`` (what the command-line client reads), else 127.0.0.1:8001.
 
 A classifier's ensemble (`classify`, or one of your own: `python -m export classifier NAME`) takes the file's bytes
 as they are (uint8 [1, nbytes]) and decodes them inside Triton, at the scale its preprocessing needs; `--pixels`
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import cv2
@@ -44,7 +48,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image", help="a JPEG, PNG, WebP, BMP or TIFF file")
     parser.add_argument("--model", default=names.CLASSIFY, help="the classifier (default: %(default)s)")
-    parser.add_argument("--url", default="127.0.0.1:8001", help="Triton's gRPC address (default: %(default)s)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("TRITONSERVE_TRITON_URL", "127.0.0.1:8001"),
+        help="Triton's gRPC address (default: $TRITONSERVE_TRITON_URL or %(default)s)",
+    )
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--pixels", action="store_true", help="decode here and send pixels to <model>_pixels")
     args = parser.parse_args()
