@@ -138,7 +138,9 @@ def gateway_service(args: argparse.Namespace, triton: TritonServer, log: Path) -
     }
     if args.trace_endpoint:
         env["GATEWAY_OTLP_ENDPOINT"] = f"{args.trace_endpoint.rstrip('/')}/v1/traces"
-    return Service("gateway", [sys.executable, "-m", "gateway"], log, lambda: http_ok(f"{url}/healthz"), env, ROOT)
+    return Service(
+        "gateway", [sys.executable, "-m", "gateway"], log, lambda: http_ok(f"{url}/healthz"), env, ROOT, port=args.port
+    )
 
 
 def announce(args: argparse.Namespace, triton: TritonServer, logs: Path) -> None:

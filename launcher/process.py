@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent  # where children run: ``python -m gateway`` and friends resolve here
@@ -35,6 +36,9 @@ class ServiceError(RuntimeError):
 
 class PortTaken(ServiceError):
     """The server could not bind its port (another process has it): retry on other ports, or name it."""
+
+
+_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
@@ -65,26 +69,51 @@ def taken_ports(ports: dict[str, int], host: str = LOOPBACK) -> list[str]:
     return [f"{name} {port} ({port_holder(port)})" for name, port in ports.items() if not port_is_free(port, host)]
 
 
-def port_holder(port: int) -> str:
-    """Who holds a TCP port, as far as /proc tells this user: ``held by pid 123: python -m launcher ...``."""
+def _socket_inodes(port: int, listening: bool = False) -> set[str]:
+    """The ``socket:[inode]`` links of the TCP sockets bound to ``port`` on this host (only those that listen)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as rows:
             next(rows)
             for row in rows:
                 fields = row.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                bound = int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0"
+                if bound and (not listening or fields[3] == _TCP_LISTEN):
                     inodes.add(f"socket:[{fields[9]}]")
+    return inodes
+
+
+def _holders(inodes: set[str]) -> set[int]:
+    """The processes (of this user, as far as /proc tells) with one of ``inodes`` open."""
+    pids = set()
+    if inodes:
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    pids.add(int(fd.parent.parent.name))
+    return pids
+
+
+def port_holder(port: int) -> str:
+    """Who holds a TCP port, as far as /proc tells this user: ``held by pid 123: python -m launcher ...``."""
     holders = []
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+    for pid in _holders(_socket_inodes(port)):
         with contextlib.suppress(OSError):
-            if os.readlink(fd) in inodes:
-                pid = fd.parent.parent.name
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                holders.append(f"pid {pid}: {command.strip()[:120]}")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            holders.append(f"pid {pid}: {command.strip()[:120]}")
     if not holders:
         return "held by a process of another user, or just released"
     return "held by " + "; ".join(sorted(set(holders)))
+
+
+def listens_in_group(port: int, group: int) -> bool:
+    """Whether a process of process group ``group`` listens on ``port``: a probe answered on a port a server was
+    given is its answer only then (another process may have taken the port first, and answer for it)."""
+    for pid in _holders(_socket_inodes(port, listening=True)):
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == group:
+                return True
+    return False
 
 
 def on_free_ports(count: int, start: Callable[[list[int]], T], attempts: int = 3) -> T:
@@ -167,6 +196,7 @@ class Service:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         important: Callable[[str], bool] | None = None,
+        port: int | None = None,
     ) -> None:
         self.name = name
         self.command = command
@@ -175,6 +205,7 @@ class Service:
         self.env = env
         self.cwd = cwd
         self.important = important  # the log lines worth showing when it fails (else its last lines)
+        self.port = port  # the port it was given: ready only once it listens there itself
         self.url = ""  # where it serves HTTP, for those that do
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -183,7 +214,7 @@ class Service:
         cls, name: str, command: list[str], log_path: Path, url: str, ready_path: str, env: dict[str, str] | None = None
     ) -> Service:
         """An HTTP server at ``url``, ready when ``url + ready_path`` answers 200."""
-        service = cls(name, command, log_path, lambda: http_ok(url + ready_path), env, ROOT)
+        service = cls(name, command, log_path, lambda: http_ok(url + ready_path), env, ROOT, port=urlsplit(url).port)
         service.url = url
         return service
 
@@ -221,8 +252,8 @@ class Service:
                 tail = self.log_tail()
                 error = PortTaken if "already in use" in tail.lower() else ServiceError
                 raise error(f"{self.name} exited with code {self.process.returncode}:\n{tail}")
-            if self.probe():
-                return
+            if self.probe() and (self.port is None or listens_in_group(self.port, self.process.pid)):
+                return  # its own answer: it runs in a session (and process group) of its own
             time.sleep(0.1)  # the polling interval, not a guess at readiness
         raise ServiceError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 

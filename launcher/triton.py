@@ -216,7 +216,9 @@ class TritonServer:
         )
         self.log_path = log_path
         command = self.command(install, repository)
-        self.service = Service("tritonserver", command, log_path, self.is_ready, env, important=_worth_showing)
+        self.service = Service(
+            "tritonserver", command, log_path, self.is_ready, env, important=_worth_showing, port=self.ports.http
+        )
         self.service.start(self.startup_timeout_s)
         unpin()  # Triton has read the configs: later loads see each model's own policy
         return self

@@ -75,7 +75,9 @@ def gateway(name: str, tree: Path, triton_url: str, folder: Path) -> Iterator[Ga
             "GATEWAY_SQLITE_PATH": str(folder / f"{name}.sqlite3"),
         }
         command = [sys.executable, "-m", "gateway"]
-        service = Service(name, command, folder / f"{name}.log", lambda: http_ok(f"{url}/healthz"), env, tree)
+        service = Service(
+            name, command, folder / f"{name}.log", lambda: http_ok(f"{url}/healthz"), env, tree, port=ports[0]
+        )
         service.start(60)
         return Gateway(name, url, service)
 

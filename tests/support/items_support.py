@@ -104,11 +104,16 @@ def items_server(**settings: str) -> Server:
     return Server(["uvicorn", "gateway.app:create_app", "--factory", "--log-level", "warning"], env)
 
 
+_HELD: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    """A loopback port nothing listens on (the kernel just handed it out, and it was closed again)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, nor can while this process lives: a socket bound to it, not listening,
+    is held open, so a connection is refused and no server (another test's, another worker's) can take the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def dynamodb_client(endpoint_url: str) -> BaseClient:

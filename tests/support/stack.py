@@ -82,7 +82,9 @@ class Gateway:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_LOG_LEVEL": "info", **env}
-        self.service = Service("gateway", [sys.executable, "-m", "gateway"], log_path, self.healthy, env, ROOT)
+        self.service = Service(
+            "gateway", [sys.executable, "-m", "gateway"], log_path, self.healthy, env, ROOT, port=port
+        )
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from launcher.output import Output
-from launcher.process import free_ports, http_ok, port_holder
+from launcher.process import free_ports, http_ok, listens_in_group, port_holder
 from launcher.stopping import Interrupted, StopSignals
 from launcher.versions import Served, pin, policy_versions
 from servables.repository import CONFIG_FILE, read_config
@@ -121,6 +121,19 @@ def test_a_port_holder_is_named() -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         assert f"pid {os.getpid()}: " in port_holder(holder.getsockname()[1])
+
+
+def test_readiness_counts_only_the_servers_own_listener() -> None:
+    """A probe answered on a server's port is its answer only when its process group listens there: another
+    process may have taken the port between ``free_ports`` and the server's bind, and answer the probe."""
+    with contextlib.closing(socket.socket()) as bound, contextlib.closing(socket.socket()) as listening:
+        bound.bind(("127.0.0.1", 0))
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        ours = os.getpgid(0)
+        assert listens_in_group(listening.getsockname()[1], ours)
+        assert not listens_in_group(bound.getsockname()[1], ours)  # bound, not listening
+        assert not listens_in_group(listening.getsockname()[1], ours + 1_000_000)  # another group's
 
 
 def test_probes_never_go_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
