@@ -91,8 +91,8 @@ QUICK = {
     "crud_levels": (4,),
     "load_concurrency": 4,
     "ratio_level": 4,
-    "warmup_s": 0.1,
-    "window_s": 0.5,  # a phone photo on ResNet-18 takes 0.07-0.14 s here: a window holds a few
+    "warmup_s": 0.2,
+    "window_s": 1.0,  # a phone photo takes up to half a second here: a window must hold a few
     "drain_s": 5.0,
     "sweep_concurrency": 4,
     "crud_items": 100,
