@@ -22,6 +22,9 @@ from launcher.process import free_ports, http_ok, port_is_free
 from servables.classification import Identity
 from tests.support.stack import ROOT
 
+# What the launcher says once both servers are up and it supervises them (JSON logs, then the text for people).
+ANNOUNCED = ('"message": "serving"', "Ctrl-C stops both.")
+
 TINY_MODEL = """
 import json
 import os
@@ -126,8 +129,14 @@ class Launched:
         return time.monotonic() - started
 
     def wait_ready(self, timeout_s: float = 120) -> None:
+        """Until both servers answer and the launcher has said it serves (it is supervising: a stop is now the
+        stack's stop, not a start cut short)."""
         deadline = time.monotonic() + timeout_s
-        while not (http_ok(f"{self.url}/healthz") and http_ok(f"{self.triton_http}/v2/health/ready")):
+        while not (
+            http_ok(f"{self.url}/healthz")
+            and http_ok(f"{self.triton_http}/v2/health/ready")
+            and any(line in self.said() for line in ANNOUNCED)
+        ):
             assert self.shell.poll() is None, self.said()
             assert time.monotonic() < deadline, self.said()
             time.sleep(0.2)
