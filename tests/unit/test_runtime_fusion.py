@@ -105,16 +105,23 @@ def test_pixels_read_by_two_steps_are_not_fused_away() -> None:
     assert names.DECODE_REDUCED in _steps(configs["classify_twice"])
 
 
-def test_the_runtime_copy_holds_the_runner_its_graph_and_its_head(tmp_path: Path) -> None:
+def _written_repository(folder: Path) -> Path:
+    """The default repository written to ``folder``: its configs, its python models, and a stand-in file for
+    each ONNX graph (the runtime copy links or reads them, never runs them)."""
     from servables.repository import write_configs, write_python_models
 
-    repository = tmp_path / "repository"
+    repository = folder / "repository"
     built = model_configs("resnet50", PreprocessSpec(), Batching())
     write_configs(repository, built)
     write_python_models(repository, built)
     for name, config in built.items():
         if config.get("backend") == "onnxruntime":
             (repository / name / "1" / "model.onnx").write_bytes(b"onnx")
+    return repository
+
+
+def test_the_runtime_copy_holds_the_runner_its_graph_and_its_head(tmp_path: Path) -> None:
+    repository = _written_repository(tmp_path)
     split = materialise(repository, tmp_path / "split", False, None)
     assert not (split / FUSED).exists()
     runtime = materialise(repository, tmp_path / "fused", False, "/venv", fuse=True)
@@ -141,15 +148,9 @@ def test_the_response_cache_goes_on_the_network_with_the_outputs_the_ensembles_r
 
 
 def test_the_runtime_copy_caches_the_network_only_when_asked(tmp_path: Path) -> None:
-    from servables.repository import read_config, write_configs, write_python_models
+    from servables.repository import read_config
 
-    repository = tmp_path / "repository"
-    built = model_configs("resnet50", PreprocessSpec(), Batching())
-    write_configs(repository, built)
-    write_python_models(repository, built)
-    for name, config in built.items():
-        if config.get("backend") == "onnxruntime":
-            (repository / name / "1" / "model.onnx").write_bytes(b"onnx")
+    repository = _written_repository(tmp_path)
     plain = read_config(materialise(repository, tmp_path / "plain", False, None) / "resnet50" / "config.pbtxt")
     assert not plain.response_cache.enable and len(plain.output) == 3
     runtime = materialise(repository, tmp_path / "cached", True, None, cache=True)  # native ORT: linked files
