@@ -62,7 +62,7 @@ from deploy.image_envs import (
     stage_copied_sources,
 )
 from imaging import ImageError
-from launcher.process import Service, ServiceError, http_ok, on_free_ports
+from launcher.process import DIRECT, Service, ServiceError, http_ok, on_free_ports
 from launcher.triton import Ports, TritonServer
 from servables import names
 from servables.repository import CONFIG_FILE, read_repository
@@ -355,7 +355,7 @@ def gateway_classifies(env: Env, triton_url: str, photo: bytes, work: Path) -> d
     try:
         url = f"http://127.0.0.1:{port}/v1/classify?top_k={TOP_K}"
         request = urllib.request.Request(url, data=photo, headers={"Content-Type": "image/jpeg"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with DIRECT.open(request, timeout=60) as response:  # loopback: never through a proxy the environment names
             answer: dict[str, object] = json.loads(response.read())
     finally:
         service.stop()

@@ -8,10 +8,10 @@ the deploy sends valid, idempotent requests in the right order, not that ECS wou
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.request import Request
 
 import boto3
 import pytest
@@ -22,6 +22,7 @@ from deploy.ecs.dynamodb import create_table_if_missing
 from deploy.ecs.errors import DeployError
 from deploy.ecs.model_repository import scan_repository
 from deploy.ecs.task_definition import GATEWAY, TRITON, container
+from launcher.process import DIRECT
 from tests.support.deploy_inputs import (
     ACCOUNT,
     BUCKET,
@@ -49,7 +50,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def aws(moto_url: str, aws_env: None) -> Iterator[Any]:
     """A clean moto state, and a factory of clients pointed at it."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).close()
+    DIRECT.open(Request(f"{moto_url}/moto-api/reset", method="POST")).close()
 
     def client(service: str) -> Any:
         return boto3.client(service, region_name=REGION, endpoint_url=moto_url)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,6 +29,9 @@ EXPECTED_FILE = Path(urlparse(ResNet18_Weights.DEFAULT.url).path).name  # resnet
 @pytest.fixture
 def offline_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty TORCH_HOME and no way out: HTTPS goes to a loopback port nobody listens on."""
+    # torch.hub opens URLs through urllib's global opener, which keeps the proxies of its first use for the life of
+    # the process: restored after the test, or every later urlopen in this process goes to the dead proxy.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     closed = f"http://127.0.0.1:{free_ports(1)[0]}"
     for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.setenv(name, closed)
