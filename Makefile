@@ -86,8 +86,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:  ## install Debian's chromium for the browser test, unless it is there
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# The unit and integration tiers share the cores (TEST_WORKERS processes, each taking a test file at a time); the
+# reliability tier runs alone after them: its goals are timings and memory that a neighbour would disturb.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser $(TEST_REPOSITORY)/resnet18/1/model.onnx  ## install what tests need and run the whole suite
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/integration tests/unit
+	$(PY) -m pytest tests/reliability
 
 test-unit: $(STAMP)  ## the fast tier: no server, no export (the inner loop; under a minute)
 	$(PY) -m pytest tests/unit
