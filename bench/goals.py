@@ -41,6 +41,10 @@ CPU_OVER_PEERS = 1.0  # REST throughput over the best peer's (the FastAPI + ORT 
 CPU_OVER_ORT_ALONE = 0.95  # REST throughput over ONNX Runtime alone at its best batch, at concurrency 16 and 64
 PATH_CPU_MS = {"ImageNet-size": 5.0, "phone photo": 45.0}  # CPU per classification outside the network
 GATEWAY_CPU_MS = 2.0  # the gateway's own CPU per ImageNet-size request, REST, concurrency 1
+# Bytes the gateway sends Triton over the bytes its client uploaded, both on the wire: the file once, as it came.
+# The two framings differ by tens of bytes (gRPC's headers and fields against HTTP/1.1's); pixels would be 2.3x
+# an ImageNet-size JPEG (224 x 224 x 3 bytes against 64 KiB) and tens of times a phone photo.
+FORWARDED_BYTES_X = 1.01
 LATENCY_OVER_PEER_MS = 3.0  # REST's mean latency at concurrency 1 over the plain FastAPI + ORT app's
 PHONE_LATENCY_MS = 150.0  # mean, at concurrency 1
 HEADLINE_LEVELS = (1, 16, 64)
@@ -235,10 +239,10 @@ def _path_goals(paths: Sequence[PathFigures], phone_latency: Scenario | None) ->
         upload, forwarded = path.wire_bytes.get(TO_GATEWAY), path.wire_bytes.get(TO_TRITON)
         found.append(
             Goal(
-                f"bytes gateway->Triton per request <= the upload, {label}",
+                f"bytes gateway->Triton per request, the upload's once, {label}",
                 forwarded / upload if forwarded is not None and upload else None,
                 "x the upload",
-                at_most=1.0,
+                at_most=FORWARDED_BYTES_X,
                 detail=f"{forwarded or 0:,.0f} B to Triton, {upload or 0:,.0f} B uploaded (both on the wire)",
             )
         )
