@@ -56,30 +56,24 @@ def _const(name: str, values: object, dtype: type = np.int64) -> onnx.TensorProt
 
 
 def _sampled(interpolation: str) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto]]:
-    """``image_f`` (NHWC) resized to ``out_h`` x ``out_w`` and centre-cropped at ``starts``..``ends``, as planes
-    (NCHW). Linear resizes on NHWC, then transposes the crop, the smaller tensor. Cubic must resize NCHW (ONNX
-    Runtime downscales cubic only there) with OpenCV's coefficient (-0.75; PIL and torchvision use -0.5), and its
+    """``planes`` (the image as NCHW float) resized to ``out_h`` x ``out_w`` and centre-cropped at
+    ``starts``..``ends``. Both interpolations resize planes: ONNX Runtime's NCHW resize is about twice as fast as
+    its NHWC one (linear, a 375 x 500 photo to 224 x 224 planes, whole graph: 0.69 against 1.13 CPU-ms here) and
+    downscales cubic only there. Cubic takes OpenCV's coefficient (-0.75; PIL and torchvision use -0.5), and its
     overshoot past black and white is clipped as OpenCV saturates to uint8."""
     n = helper.make_node
-    if interpolation == "linear":
-        return [_const("axes_hw", [1, 2])], [
-            n("Concat", ["batch", "out_h", "out_w", "channels"], ["sizes"], axis=0),
-            n("Resize", ["image_f", "", "", "sizes"], ["resized"], mode="linear",
-              coordinate_transformation_mode="half_pixel"),
-            n("Slice", ["resized", "starts", "ends", "axes_hw"], ["cropped"]),
-            # Planes first, then per-channel arithmetic over contiguous planes: on NHWC the 3-wide innermost
-            # axis makes ONNX Runtime's broadcasts and gathers several times slower.
-            n("Transpose", ["cropped"], ["planes"], perm=[0, 3, 1, 2]),
-        ]  # fmt: skip
-    constants = [_const("axes_hw", [2, 3]), _const("black", 0.0, np.float32), _const("white", 255.0, np.float32)]
-    return constants, [
-        n("Transpose", ["image_f"], ["image_planes"], perm=[0, 3, 1, 2]),
+    resize = {"mode": "linear"} if interpolation == "linear" else {"mode": "cubic", "cubic_coeff_a": -0.75}
+    sampled = "resized" if interpolation == "linear" else "sampled"
+    nodes = [
         n("Concat", ["batch", "channels", "out_h", "out_w"], ["sizes"], axis=0),
-        n("Resize", ["image_planes", "", "", "sizes"], ["sampled"], mode="cubic", cubic_coeff_a=-0.75,
-          coordinate_transformation_mode="half_pixel"),
-        n("Clip", ["sampled", "black", "white"], ["resized"]),
-        n("Slice", ["resized", "starts", "ends", "axes_hw"], ["planes"]),
-    ]  # fmt: skip
+        n("Resize", ["planes", "", "", "sizes"], [sampled], coordinate_transformation_mode="half_pixel", **resize),
+    ]
+    constants = [_const("axes_hw", [2, 3])]
+    if interpolation != "linear":
+        constants += [_const("black", 0.0, np.float32), _const("white", 255.0, np.float32)]
+        nodes.append(n("Clip", [sampled, "black", "white"], ["resized"]))
+    nodes.append(n("Slice", ["resized", "starts", "ends", "axes_hw"], ["cropped"]))
+    return constants, nodes
 
 
 def build_preprocess_model(spec: PreprocessSpec = DEFAULT_SPEC, opset: int = 17) -> onnx.ModelProto:
@@ -137,9 +131,12 @@ def build_preprocess_model(spec: PreprocessSpec = DEFAULT_SPEC, opset: int = 17)
         n("Div", ["spare_w", "two"], ["left"]),
         n("Concat", ["top", "left"], ["starts"], axis=0),
         n("Add", ["starts", "crop"], ["ends"]),
-        n("Cast", [IMAGE], ["image_f"], to=TensorProto.FLOAT),
+        # Planes first (uint8, a quarter of float's bytes to move), then the arithmetic over contiguous planes: on
+        # NHWC the 3-wide innermost axis makes ONNX Runtime's resizes, broadcasts and gathers several times slower.
+        n("Transpose", [IMAGE], ["image_planes"], perm=[0, 3, 1, 2]),
+        n("Cast", ["image_planes"], ["planes"], to=TensorProto.FLOAT),
         *sampling,
-        n("Gather", ["planes", "bgr_to_rgb"], ["rgb"], axis=1),
+        n("Gather", ["cropped", "bgr_to_rgb"], ["rgb"], axis=1),
         # (x / 255 - mean) / std  ==  x * (1 / (255 std)) - mean / std
         n("Mul", ["rgb", "inv_scale"], ["scaled"]),
         n("Sub", ["scaled", "offset"], [INPUT]),
