@@ -84,9 +84,10 @@ def run_sweep(
         repository = workdir / f"sweep-{index}"
         sweep_repository(source, repository, model, batching, device)
         say(f"sweep {index}/{len(grid)}: {_title(batching)}")
-        triton = TritonServer(
-            repository, Ports(*free_ports(3)), exit_timeout_s=10, log_path=workdir / f"triton-{index}.log"
-        )
+        triton = TritonServer(  # the delays are the points measured: kept on a CPU host too
+            repository, Ports(*free_ports(3)), exit_timeout_s=10, log_path=workdir / f"triton-{index}.log",
+            batch_delay=True,
+        )  # fmt: skip
         with triton:
             load, delta = asyncio.run(_measure(triton.grpc_url, model, jpegs, plan))
         say(f"  {load.throughput_rps:,.1f} req/s, p99 {load.latency.p99_ms or float('nan'):,.1f} ms")

@@ -244,7 +244,7 @@ def outside_the_checkout(work: Path) -> Iterator[None]:
 def start_triton(repository: Path, log: Path) -> TritonServer:
     def start(ports: list[int]) -> TritonServer:
         # Unfused, as the deploy ships it: each python-backend model runs its own code in the image's environment.
-        return TritonServer(repository, Ports(*ports), log_path=log, fuse=False).start()
+        return TritonServer(repository, Ports(*ports), log_path=log, fuse=False, batch_delay=True).start()
 
     try:
         return on_free_ports(3, start)

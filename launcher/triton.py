@@ -111,6 +111,7 @@ class TritonServer:
         extra_args: tuple[str, ...] = (),
         response_cache_bytes: int = 0,
         fuse: bool | None = None,
+        batch_delay: bool | None = None,
     ) -> None:
         self.repository = Path(repository)
         self.ports = ports
@@ -133,6 +134,8 @@ class TritonServer:
         self.response_cache_bytes = response_cache_bytes
         # Decode and preprocessing as one model on a CPU host (None: where no GPU is present; servables.runtime).
         self.fuse = not _gpu_present() if fuse is None else fuse
+        # The configs' batching delays (None: where a GPU is present; on a CPU host none, servables.runtime).
+        self.batch_delay = _gpu_present() if batch_delay is None else batch_delay
         self.service: Service | None = None
         self._workdir: Path | None = None
         self._runtime: dict[str, Any] = {}  # materialise()'s arguments beside the paths
@@ -201,6 +204,7 @@ class TritonServer:
             "python_env": python_env,
             "fuse": self.fuse,
             "cache": self.response_cache_bytes > 0,
+            "batch_delay": self.batch_delay,
         }
         try:
             repository = materialise(self.repository, self._workdir / "models", **self._runtime)

@@ -158,3 +158,19 @@ def test_the_runtime_copy_caches_the_network_only_when_asked(tmp_path: Path) -> 
     assert network.response_cache.enable and [t.name for t in network.output] == [names.PROBABILITIES, names.MODEL_ID]
     assert network.backend == "onnxruntime" and (runtime / "resnet50" / "1").is_symlink()
     assert not read_config(runtime / names.CLASSIFY / "config.pbtxt").response_cache.enable
+
+
+def test_on_a_cpu_host_no_batcher_waits_for_a_fuller_batch(tmp_path: Path) -> None:
+    from servables.repository import read_config
+
+    repository = _written_repository(tmp_path)
+    exported = read_config(repository / "resnet50" / "config.pbtxt").dynamic_batching.max_queue_delay_microseconds
+    assert exported == Batching().max_queue_delay_us > 0
+    kept = materialise(repository, tmp_path / "kept", True, None)  # a GPU host's runtime: the delays as exported
+    assert read_config(kept / "resnet50" / "config.pbtxt").dynamic_batching.max_queue_delay_microseconds == exported
+    for native in (False, True):  # ONNX run in python (rewritten anyway), or by the native backend (linked files)
+        runtime = materialise(repository, tmp_path / f"cpu-{native}", native, None, batch_delay=False)
+        network = read_config(runtime / "resnet50" / "config.pbtxt")
+        assert network.dynamic_batching.max_queue_delay_microseconds == 0
+        assert network.dynamic_batching.default_queue_policy.max_queue_size == Batching().max_queue_size  # kept
+        assert (runtime / "resnet50" / "1").is_symlink() is native
