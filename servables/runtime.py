@@ -49,8 +49,8 @@ def materialise(
     """Links to ``repository`` under ``target``, with configs rewritten where the server at hand needs it; ``fuse``:
     ensembles' python-then-ONNX step pairs run as one model each (where ONNX runs in python, on a CPU host);
     ``cache``: the networks answer repeats from Triton's response cache (``cached``); ``batch_delay`` off: the
-    batchers wait for no fuller batch (a CPU host). Models already there stay as
-    they are (``refresh`` follows their versions): run again, it adds the models exported since."""
+    batchers wait for no fuller batch (a CPU host). Models already there stay as they are (``refresh`` follows
+    their versions): run again, it adds the models exported since."""
     target.mkdir(parents=True, exist_ok=True)
     configs = read_repository(repository)
     fusions = fused(configs) if fuse and not native_onnxruntime else Fusions()
