@@ -1,7 +1,9 @@
 """What each scenario sends: ``bench.loadgen`` sends, one request per call, raising ``RequestFailed`` on failure.
 
-REST scenarios share one ``aiohttp.ClientSession`` per scenario (HTTP/1.1 keep-alive, a connection per
-concurrent client); gRPC scenarios one ``tritonclient.grpc.aio`` channel, as the gateway itself holds one.
+REST scenarios share one ``HttpClients`` per scenario (HTTP/1.1 keep-alive, a connection per concurrent client;
+past ``CLIENTS_PER_ADDRESS`` of them, from several loopback addresses, as that many clients would come from several
+hosts: the gateway takes at most 128 connections from one address, ``GATEWAY_MAX_CONNECTIONS_PER_CLIENT``); gRPC
+scenarios one ``tritonclient.grpc.aio`` channel, as the gateway itself holds one.
 aiohttp rather than httpx because the load generator shares the machine's cores with the servers: measured
 here, httpx's client spent about 1 ms of CPU per request at concurrency 1 and 3.5 ms at 16 (its connection
 pool scales badly), aiohttp 0.2 ms, so with httpx a CRUD run measures the client.
@@ -14,10 +16,15 @@ work as possible. The peers get the same bytes: the FastAPI app as the raw body,
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
+import math
 import random
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -44,10 +51,58 @@ ITEM = json.dumps(
 )
 
 
-def http_client(base_url: str, concurrency: int) -> aiohttp.ClientSession:
-    """One keep-alive connection per concurrent client; create inside the running event loop."""
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    return aiohttp.ClientSession(base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+# Connections a level opens from one client address. Under the gateway's cap per address (128) with room to spare,
+# since requests take the next address in turn and one address may briefly hold more than its share.
+CLIENTS_PER_ADDRESS = 64
+PER_ADDRESS_CAP = 128  # gateway.settings.Settings.max_connections_per_client's default
+
+
+class HttpClients:
+    """A level's REST clients: one keep-alive connection per concurrent client. Against a loopback server, more
+    than ``CLIENTS_PER_ADDRESS`` clients connect from as many loopback addresses as keep each under it (Linux
+    answers all of 127.0.0.0/8 on ``lo``) and requests take the addresses in turn. Create inside the running event
+    loop; ``async with`` closes every connection."""
+
+    def __init__(self, base_url: str, concurrency: int) -> None:
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+        addresses = _source_addresses(base_url, concurrency)
+        per_address = min(concurrency, PER_ADDRESS_CAP) if len(addresses) > 1 else concurrency
+        self.sessions = [
+            aiohttp.ClientSession(
+                base_url,
+                connector=aiohttp.TCPConnector(limit=per_address, limit_per_host=per_address, local_addr=address),
+                timeout=timeout,
+            )
+            for address in addresses
+        ]
+        self._next = itertools.cycle(self.sessions)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``aiohttp.ClientSession.request`` on the next address's session."""
+        return next(self._next).request(method, path, **kwargs)
+
+    async def __aenter__(self) -> HttpClients:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        for session in self.sessions:
+            await session.close()
+
+
+def _source_addresses(base_url: str, concurrency: int) -> list[tuple[str, int] | None]:
+    """Where the clients connect from: the system's choice (None) for one address's worth or a remote server,
+    else ``127.0.0.1``, ``127.0.0.2``, ... enough of them."""
+    host = urlsplit(base_url).hostname or ""
+    count = math.ceil(concurrency / CLIENTS_PER_ADDRESS)
+    try:
+        loopback = ipaddress.ip_address(host).version == 4 and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if count <= 1 or not loopback:
+        return [None]
+    return [(f"127.0.0.{index + 1}", 0) for index in range(count)]
 
 
 def grpc_client(url: str) -> grpcclient.InferenceServerClient:
@@ -55,9 +110,7 @@ def grpc_client(url: str) -> grpcclient.InferenceServerClient:
     return grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
 
 
-async def call(
-    client: aiohttp.ClientSession, method: str, path: str, ok: Sequence[int] = (200,), **kwargs: Any
-) -> bytes:
+async def call(client: HttpClients, method: str, path: str, ok: Sequence[int] = (200,), **kwargs: Any) -> bytes:
     """One request, its body read (which frees the connection); a status outside ``ok`` fails it."""
     async with client.request(method, path, **kwargs) as response:
         body = await response.read()
@@ -66,7 +119,7 @@ async def call(
     return body
 
 
-def post_image(client: aiohttp.ClientSession, path: str, jpegs: RoundRobin[bytes]) -> Send:
+def post_image(client: HttpClients, path: str, jpegs: RoundRobin[bytes]) -> Send:
     """REST scenarios (gateway, naive baseline, FastAPI + ORT): the JPEG as the raw body."""
 
     async def send() -> None:
@@ -75,7 +128,7 @@ def post_image(client: aiohttp.ClientSession, path: str, jpegs: RoundRobin[bytes
     return send
 
 
-def post_multipart(client: aiohttp.ClientSession, path: str, field: str, jpegs: RoundRobin[bytes]) -> Send:
+def post_multipart(client: HttpClients, path: str, field: str, jpegs: RoundRobin[bytes]) -> Send:
     """LitServe: the JPEG as a multipart file, the way it takes uploads."""
 
     async def send() -> None:
@@ -147,7 +200,7 @@ def preprocessed(jpegs: Sequence[bytes]) -> list[np.ndarray]:
     return [reference_preprocess(decode(jpeg)) for jpeg in jpegs]
 
 
-async def seed_items(client: aiohttp.ClientSession, count: int) -> list[str]:
+async def seed_items(client: HttpClients, count: int) -> list[str]:
     """``count`` items under known ids, for the CRUD scenario to read and replace."""
     ids = [f"bench-{index:05d}" for index in range(count)]
     for item_id in ids:
@@ -155,7 +208,7 @@ async def seed_items(client: aiohttp.ClientSession, count: int) -> list[str]:
     return ids
 
 
-def crud(client: aiohttp.ClientSession, ids: Sequence[str], read_fraction: float, seed: int = 0) -> Send:
+def crud(client: HttpClients, ids: Sequence[str], read_fraction: float, seed: int = 0) -> Send:
     """Scenario 6: ``read_fraction`` GETs of known items, the rest split evenly between PUT (replace) and POST
     (create), chosen by a seeded generator so runs send the same mix."""
     rng = random.Random(seed)

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 from tritonclient.grpc.aio import InferenceServerClient
 
 from bench import headline, ort_alone, peers
@@ -217,7 +216,7 @@ class _Meter:
         expected_errors: Sequence[str] = (),
     ) -> None:
         """A REST scenario: the JPEGs as raw bodies, through a session sized to the scenario's concurrency."""
-        async with sc.http_client(base, max(levels)) as session:
+        async with sc.HttpClients(base, max(levels)) as session:
             send = sc.post_image(session, path, RoundRobin(jpegs))
             await self.measure(
                 name, title, send, levels, models, hops=hops, jpegs=jpegs, expected_errors=expected_errors
@@ -230,12 +229,12 @@ class _Meter:
         hops = {TO_PEER: Hop(port_of(service.url))}
         for name, jpegs, levels in runs:
             title = f"{_PEER_TITLES[kind]}{' (phone photos)' if jpegs is self.phone else ''}"
-            async with sc.http_client(service.url, max(levels)) as session:
+            async with sc.HttpClients(service.url, max(levels)) as session:
                 send = _peer_send(kind, session, jpegs)
                 await self.measure(name, title, send, levels, hops=hops, extra_pids={kind: service.pid}, jpegs=jpegs)
 
 
-def _peer_send(kind: str, session: aiohttp.ClientSession, jpegs: Sequence[bytes]) -> Send:
+def _peer_send(kind: str, session: sc.HttpClients, jpegs: Sequence[bytes]) -> Send:
     """A peer takes the JPEG the way its documentation says: LitServe as a multipart file, the FastAPI app raw."""
     if kind == peers.LITSERVE:
         return sc.post_multipart(session, peers.PATH, peers.UPLOAD_FIELD, RoundRobin(jpegs))
@@ -256,10 +255,10 @@ async def _headline(
     found = []
     for level in plan.headline_levels if plan.repeats else ():
         async with contextlib.AsyncExitStack() as sessions:
-            ours = await sessions.enter_async_context(sc.http_client(gateway, level))
+            ours = await sessions.enter_async_context(sc.HttpClients(gateway, level))
             systems = {headline.OURS: headline.System(sc.post_image(ours, "/v1/classify", RoundRobin(jpegs)))}
             for kind, service in started.items():
-                session = await sessions.enter_async_context(sc.http_client(service.url, level))
+                session = await sessions.enter_async_context(sc.HttpClients(service.url, level))
                 systems[kind] = headline.System(_peer_send(kind, session, jpegs), service.pid)
             if level == plan.ratio_level:
                 systems[headline.GRPC] = headline.System(sc.infer_encoded(triton, CLASSIFY, jpegs, sc.top_k()))
@@ -377,12 +376,12 @@ async def run_cache_suite(plan: Plan, stack: Stack, models: BenchModels, inputs:
 
 async def _crud(meter: _Meter, plan: Plan, gateway: str, resnet: str, jpegs: Sequence[bytes]) -> Background:
     """Scenario 6: the same CRUD mix alone, then while REST classify keeps the machine busy."""
-    async with sc.http_client(gateway, max(plan.crud_levels)) as session:
+    async with sc.HttpClients(gateway, max(plan.crud_levels)) as session:
         ids = await sc.seed_items(session, plan.crud_items)
         mix = sc.crud(session, ids, plan.read_fraction)
         what = f"{100 * plan.read_fraction:.0f}% GET, the rest PUT and POST"
         await meter.measure(CRUD, f"6. CRUD through the gateway, alone ({what})", mix, plan.crud_levels)
-        async with sc.http_client(gateway, plan.load_concurrency) as load_session:
+        async with sc.HttpClients(gateway, plan.load_concurrency) as load_session:
             load = sc.post_image(load_session, "/v1/classify", RoundRobin(jpegs))
             say(f"REST classify at concurrency {plan.load_concurrency} in the background")
             async with background_load(load, plan.load_concurrency, 120.0, plan.timing.drain_s) as background:
