@@ -68,8 +68,10 @@ lock: | $(UV)  ## re-resolve uv.lock and deploy/ecs/triton-env/uv.lock to the ne
 	$(UV) lock --upgrade
 	$(UV) lock --upgrade --no-python-downloads --project $(TRITON_ENV)
 
-# identity.json: an export older than the identity each answer carries (MODEL_ID) is made again.
-$(REPOSITORY)/$(MODEL)/1/identity.json: servables/python_models/decode.py | $(STAMP)
+# identity.json: an export older than the identity each answer carries (MODEL_ID), or than the code it copies into
+# the repository (the python-backend models, the imaging package, the preprocessing graph), is made again.
+REPOSITORY_SOURCES := $(wildcard export/*.py servables/*.py servables/python_models/*.py imaging/*.py)
+$(REPOSITORY)/$(MODEL)/1/identity.json: $(REPOSITORY_SOURCES) | $(STAMP)
 	$(PY) -m export --model $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) --repository $(REPOSITORY)
 
 models: $(REPOSITORY)/$(MODEL)/1/identity.json  ## export the default model (resnet50) unless it is there
@@ -78,7 +80,7 @@ SERVE_ARGS ?=
 serve: $(STAMP) models  ## run Triton + the gateway on 127.0.0.1:8080 (Ctrl-C stops both; SERVE_ARGS="--port 9090 ...")
 	$(PY) -m launcher --model $(MODEL) --repository $(REPOSITORY) $(SERVE_ARGS)
 
-$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(wildcard export/*.py servables/*.py servables/python_models/*.py imaging/*.py) | $(STAMP)
+$(TEST_REPOSITORY)/resnet18/1/model.onnx: $(REPOSITORY_SOURCES) | $(STAMP)
 	$(PY) -m export --model resnet18 --weights seed:0 --repository $(TEST_REPOSITORY)
 
 # Debian's chromium for tests/integration/test_ui.py (Playwright drives it; it never downloads a browser of its own).
