@@ -94,13 +94,12 @@ class HttpClients:
 def _source_addresses(base_url: str, concurrency: int) -> list[tuple[str, int] | None]:
     """Where the clients connect from: the system's choice (None) for one address's worth or a remote server,
     else ``127.0.0.1``, ``127.0.0.2``, ... enough of them."""
-    host = urlsplit(base_url).hostname or ""
     count = math.ceil(concurrency / CLIENTS_PER_ADDRESS)
     try:
-        loopback = ipaddress.ip_address(host).version == 4 and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if count <= 1 or not loopback:
+        address = ipaddress.ip_address(urlsplit(base_url).hostname or "")
+    except ValueError:  # a name: connect as the system chooses
+        return [None]
+    if count <= 1 or address.version != 4 or not address.is_loopback:
         return [None]
     return [(f"127.0.0.{index + 1}", 0) for index in range(count)]
 

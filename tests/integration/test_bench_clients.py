@@ -11,7 +11,8 @@ from collections import Counter
 
 from aiohttp import web
 
-from bench.scenarios import CLIENTS_PER_ADDRESS, HttpClients, call
+from bench.scenarios import CLIENTS_PER_ADDRESS, PER_ADDRESS_CAP, HttpClients, call
+from gateway.settings import Settings
 
 CLIENTS = 200  # over the gateway's 128 per address
 
@@ -47,6 +48,7 @@ async def _serve_until_all_connected(clients: int) -> tuple[Counter[str], list[b
 
 
 def test_a_level_over_one_address_s_share_connects_from_several_loopback_addresses() -> None:
+    assert CLIENTS_PER_ADDRESS < PER_ADDRESS_CAP == Settings.model_fields["max_connections_per_client"].default
     addresses, answers = asyncio.run(_serve_until_all_connected(CLIENTS))
     assert len(answers) == CLIENTS
     assert sorted(addresses) == [f"127.0.0.{n}" for n in range(1, math.ceil(CLIENTS / CLIENTS_PER_ADDRESS) + 1)]
