@@ -364,12 +364,12 @@ def path_figures(
     measured: dict[str, Measured], name: str, label: str, level: int, resnet: str, steps: Sequence[str]
 ) -> PathFigures | None:
     """The path's figures, every one from its own process in the same window: the gateway, Triton's server process
-    and the stubs of the ensemble's ``steps`` (the network's, ``resnet``, is the one the path feeds)."""
+    and the stubs of the ensemble's ``steps`` (the network's, ``resnet``, is the one the path feeds); bytes over
+    the whole level, per request it sent."""
     item = measured.get(name)
     point = item.scenario.at(level) if item else None
     if item is None or point is None or not point.load.requests:
         return None
-    requests = point.load.requests
     roles = [*PATH_ROLES, *(STUB + step for step in steps)]
     return PathFigures(
         scenario=name,
@@ -377,7 +377,7 @@ def path_figures(
         concurrency=level,
         cpu_ms={role: cpu_ms(item, level, role) for role in roles},
         resnet_ms=cpu_ms(item, level, STUB + resnet),
-        wire_bytes={hop: count / requests for hop, count in item.wire_bytes.get(level, {}).items()},
+        wire_bytes={hop: count / point.load.issued for hop, count in item.wire_bytes.get(level, {}).items()},
         upload_bytes=item.upload_bytes,
         latency_ms=point.load.latency.mean_ms,
     )
@@ -413,9 +413,9 @@ def paths_section(paths: Sequence[PathFigures]) -> Section:
             "own threads' schedstat over the same window: the gateway, Triton's server process, and the "
             "python-backend stubs of each step of the classify ensemble as Triton serves it (decode, "
             "preprocessing, the network). Path CPU is all of them but the network's stub: what feeding the "
-            "network costs. Bytes are what each hop's server received per request, counted by the kernel (`ss`, "
-            "framing included): from the client at the gateway, and at Triton's gRPC port from the gateway (REST) "
-            "or the client (gRPC)."
+            "network costs. Bytes are what each hop's server received per request sent, over the whole level "
+            "(warm-up included), counted by the kernel (`ss`, framing included): from the client at the gateway, "
+            "and at Triton's gRPC port from the gateway (REST) or the client (gRPC)."
         ),
         header=["input, route", "concurrency", *roles, "path CPU ms", "upload bytes", "bytes client->gateway",
                 "bytes ->Triton", "mean latency ms"],

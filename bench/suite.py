@@ -27,7 +27,7 @@ from bench.stack import Stack, port_of, running_peer, say
 from bench.stats import error_kind
 from bench.triton_stats import TritonDelta, TritonWindow
 from bench.variants import BenchModels
-from bench.wire import Hop, WireWindow
+from bench.wire import Hop, WireCounter
 from launcher.process import Service
 from servables.names import CLASSIFY, EDGES
 
@@ -113,7 +113,8 @@ class Plan:
 @dataclass(frozen=True)
 class Measured:
     """A scenario as the report shows it, plus what only the analysis reads, per concurrency level: every
-    observed model's statistics, each process tree's CPU seconds and each hop's received bytes."""
+    observed model's statistics and each process tree's CPU seconds over its window, and each hop's received
+    bytes over the whole level (``bench.wire``)."""
 
     scenario: Scenario
     triton: dict[int, dict[str, TritonDelta]]
@@ -191,9 +192,12 @@ class _Meter:
                 raise ScenarioFailed(f"{name}: the first request failed ({error_kind(exc)}): {exc}") from exc
         windows = {model: TritonWindow(self.triton, model) for model in models}
         cpu = CpuWindow(self.stack.pids() | dict(extra_pids or {}), children_apart={"triton": triton_stub_role})
-        wire = WireWindow(hops or {})
-        observer = Observers(*windows.values(), cpu, wire)
-        results = await run_levels(send, levels, self.timing, label=name, observer=observer)
+        wire = WireCounter(hops or {})
+        observer = Observers(*windows.values(), cpu)
+        results = []
+        for level in levels:
+            with wire.level(level):
+                results += await run_levels(send, [level], self.timing, label=name, observer=observer)
         shown = windows[models[0]].deltas if models else {}
         self.result.measured[name] = Measured(
             Scenario(name, title, [Level(load, shown.get(load.concurrency)) for load in results]),

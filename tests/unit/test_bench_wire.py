@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
 import sys
 
-from bench.wire import Hop, WireWindow, delta, parse_ss
+from bench.wire import Hop, WireCounter, delta, parse_ss
 
 SS_OUTPUT = """\
 0      0      127.0.0.1:8001 127.0.0.1:41234
@@ -27,26 +26,25 @@ def test_parse_reads_bytes_received_per_connection() -> None:
 
 def test_delta_counts_new_connections_from_zero() -> None:
     before = {("a", "x"): 100}
-    after = {("a", "x"): 250, ("a", "y"): 40}  # y opened during the window; a closed one is gone from both
+    after = {("a", "x"): 250, ("a", "y"): 40}  # y opened during the level; a closed one is gone from both
     assert delta(before, after) == 190
 
 
-def test_a_window_counts_what_the_server_side_received_from_this_process() -> None:
+def test_a_level_counts_what_the_server_side_received_from_this_process() -> None:
     bystander = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     with bystander, socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port)) as client:
             accepted, _ = server.accept()
             with accepted:
-                window = WireWindow(
+                counter = WireCounter(
                     {"mine": Hop(port, os.getpid()), "anyone": Hop(port), "other": Hop(port, bystander.pid)}
                 )
-                asyncio.run(window.window_opened(1))
-                client.sendall(b"x" * 100_003)
-                received = 0
-                while received < 100_003:
-                    received += len(accepted.recv(65536))
-                asyncio.run(window.window_closed(1))
+                with counter.level(1):
+                    client.sendall(b"x" * 100_003)
+                    received = 0
+                    while received < 100_003:
+                        received += len(accepted.recv(65536))
         assert bystander.stdin is not None
         bystander.stdin.close()
-    assert window.bytes[1] == {"mine": 100_003, "anyone": 100_003, "other": 0}
+    assert counter.bytes[1] == {"mine": 100_003, "anyone": 100_003, "other": 0}
