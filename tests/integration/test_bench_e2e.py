@@ -90,7 +90,7 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     assert top["requests"] > 0 and top["mean_batch_size"] >= 1
 
     ratios = {(ratio["numerator"], ratio["denominator"], ratio["concurrency"]): ratio for ratio in document["ratios"]}
-    assert ratios[(REST_CLASSIFY, GRPC_CLASSIFY, 4)]["at_least"] == 0.95
+    assert ratios[(REST_CLASSIFY, GRPC_CLASSIFY, 4)]["at_least"] is None  # the goals' interleaved rounds decide it
     assert ratios[(REST_CLASSIFY, NAIVE, 4)]["at_least"] == 1.5
     assert {(GRPC_RESNET, GRPC_NOBATCH, 1), (CRUD_LOADED, CRUD, 4)} <= set(ratios)
     found = {goal["label"]: goal for goal in document["goals"]}

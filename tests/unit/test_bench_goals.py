@@ -53,7 +53,8 @@ SCENARIOS = [
 def test_ratios_pair_scenarios_present_in_the_run() -> None:
     chosen = ratios(SCENARIOS, 16, "cpu")
     keys = {(r.numerator, r.denominator, r.concurrency): r.at_least for r in chosen}
-    assert keys[(REST_CLASSIFY, GRPC_CLASSIFY, 16)] == 0.95 and keys[(REST_CLASSIFY, NAIVE, 16)] == 1.5
+    assert keys[(REST_CLASSIFY, NAIVE, 16)] == 1.5
+    assert keys[(REST_CLASSIFY, GRPC_CLASSIFY, 16)] is None  # a goal of the goals table (interleaved rounds) decides
     assert {(GRPC_RESNET, GRPC_NOBATCH, 1), (GRPC_RESNET, GRPC_NOBATCH, 16)} <= set(keys)
     assert {(CRUD_LOADED, CRUD, c) for c in (1, 16, 64)} <= set(keys)
     assert not any("edges" in r.numerator or "fp16" in r.numerator for r in chosen)  # not measured, not listed
