@@ -342,7 +342,7 @@ def gateway_classifies(env: Env, triton_url: str, photo: bytes, work: Path) -> d
         probe = f"http://127.0.0.1:{ports[0]}/readyz"
         service = Service("gateway (its image's venv)", [str(env.python), "-I", "-m", "gateway"], log,
                           lambda: http_ok(probe, 1), {**environment, "GATEWAY_PORT": str(ports[0])}, work,
-                          port=ports[0])  # fmt: skip
+                          ports=ports[:1])  # fmt: skip
         return service.start(120), ports[0]
 
     try:

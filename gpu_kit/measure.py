@@ -13,7 +13,6 @@ import asyncio
 import json
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from bench.process_cpu import CpuWindow
 from bench.triton_stats import TritonWindow
 from export.network import class_names
 from gpu_kit.repository import Variant, resnet_name, variants, write_repository
+from launcher.process import on_free_ports
 from launcher.triton import Ports, TritonServer, find_install
 from servables import names
 
@@ -66,18 +66,6 @@ class GpuUtilisation:
         samples = [float(line) for line in output.split() if line.replace(".", "", 1).isdigit()]
         self.means[concurrency] = sum(samples) / len(samples) if samples else None
         self._process = None
-
-
-def _free_ports() -> Ports:
-    """Three ports the kernel hands out now (the host may run anything on Triton's defaults)."""
-    sockets = [socket.socket() for _ in range(3)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return Ports(*(sock.getsockname()[1] for sock in sockets))
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _request(jpeg: bytes) -> tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
@@ -254,10 +242,16 @@ def run(args: argparse.Namespace) -> int:
     timing = Timing(warmup_s=args.warmup, window_s=args.window, drain_s=5.0)
     log = args.out / "triton.log"
     started = time.perf_counter()
-    server = KitServer(models, _free_ports(), log_path=log, cache=args.work / "cache", startup_timeout_s=240)
-    with server:
+
+    def start(ports: list[int]) -> TritonServer:
+        return KitServer(models, Ports(*ports), log_path=log, cache=args.work / "cache", startup_timeout_s=240).start()
+
+    server = on_free_ports(3, start)
+    try:
         print(f"triton ready in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         results = asyncio.run(measure(server, args.arch, chosen, sets, levels, timing))
+    finally:
+        server.stop()
     report = {
         "tritonserver": str(find_install(args.work / "cache").binary),
         "arch": args.arch,

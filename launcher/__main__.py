@@ -139,7 +139,13 @@ def gateway_service(args: argparse.Namespace, triton: TritonServer, log: Path) -
     if args.trace_endpoint:
         env["GATEWAY_OTLP_ENDPOINT"] = f"{args.trace_endpoint.rstrip('/')}/v1/traces"
     return Service(
-        "gateway", [sys.executable, "-m", "gateway"], log, lambda: http_ok(f"{url}/healthz"), env, ROOT, port=args.port
+        "gateway",
+        [sys.executable, "-m", "gateway"],
+        log,
+        lambda: http_ok(f"{url}/healthz"),
+        env,
+        ROOT,
+        ports=(args.port,),
     )
 
 

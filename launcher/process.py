@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -196,7 +196,7 @@ class Service:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         important: Callable[[str], bool] | None = None,
-        port: int | None = None,
+        ports: Sequence[int] = (),
     ) -> None:
         self.name = name
         self.command = command
@@ -205,7 +205,7 @@ class Service:
         self.env = env
         self.cwd = cwd
         self.important = important  # the log lines worth showing when it fails (else its last lines)
-        self.port = port  # the port it was given: ready only once it listens there itself
+        self.ports = tuple(ports)  # the ports it was given: ready only once it listens on each of them itself
         self.url = ""  # where it serves HTTP, for those that do
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -214,7 +214,8 @@ class Service:
         cls, name: str, command: list[str], log_path: Path, url: str, ready_path: str, env: dict[str, str] | None = None
     ) -> Service:
         """An HTTP server at ``url``, ready when ``url + ready_path`` answers 200."""
-        service = cls(name, command, log_path, lambda: http_ok(url + ready_path), env, ROOT, port=urlsplit(url).port)
+        ports = () if (port := urlsplit(url).port) is None else (port,)
+        service = cls(name, command, log_path, lambda: http_ok(url + ready_path), env, ROOT, ports=ports)
         service.url = url
         return service
 
@@ -252,7 +253,7 @@ class Service:
                 tail = self.log_tail()
                 error = PortTaken if "already in use" in tail.lower() else ServiceError
                 raise error(f"{self.name} exited with code {self.process.returncode}:\n{tail}")
-            if self.probe() and (self.port is None or listens_in_group(self.port, self.process.pid)):
+            if self.probe() and all(listens_in_group(port, self.process.pid) for port in self.ports):
                 return  # its own answer: it runs in a session (and process group) of its own
             time.sleep(0.1)  # the polling interval, not a guess at readiness
         raise ServiceError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")

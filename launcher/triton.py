@@ -220,10 +220,16 @@ class TritonServer:
         )
         self.log_path = log_path
         command = self.command(install, repository)
+        # Ready once it listens on all three ports itself: Triton answers ready on HTTP before it binds metrics,
+        # and exits if another process took that port in between.
         self.service = Service(
-            "tritonserver", command, log_path, self.is_ready, env, important=_worth_showing, port=self.ports.http
+            "tritonserver", command, log_path, self.is_ready, env, important=_worth_showing, ports=list(ports.values())
         )
-        self.service.start(self.startup_timeout_s)
+        try:
+            self.service.start(self.startup_timeout_s)
+        except BaseException:
+            self.stop(0)  # the work dir and shared memory of a start that failed (on_free_ports may try again)
+            raise
         unpin()  # Triton has read the configs: later loads see each model's own policy
         return self
 

@@ -76,7 +76,7 @@ def gateway(name: str, tree: Path, triton_url: str, folder: Path) -> Iterator[Ga
         }
         command = [sys.executable, "-m", "gateway"]
         service = Service(
-            name, command, folder / f"{name}.log", lambda: http_ok(f"{url}/healthz"), env, tree, port=ports[0]
+            name, command, folder / f"{name}.log", lambda: http_ok(f"{url}/healthz"), env, tree, ports=ports[:1]
         )
         service.start(60)
         return Gateway(name, url, service)

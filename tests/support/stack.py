@@ -83,7 +83,7 @@ class Gateway:
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_LOG_LEVEL": "info", **env}
         self.service = Service(
-            "gateway", [sys.executable, "-m", "gateway"], log_path, self.healthy, env, ROOT, port=port
+            "gateway", [sys.executable, "-m", "gateway"], log_path, self.healthy, env, ROOT, ports=(port,)
         )
 
     @property
