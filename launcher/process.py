@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
+PORTS_FROM = 20_000  # free_ports draws from here up: below, the ports people's own services use (8000s, 9000s)
 ROOT = Path(__file__).resolve().parent.parent  # where children run: ``python -m gateway`` and friends resolve here
 T = TypeVar("T")
 # A server that never became ready has no requests to finish: it gets this long after SIGTERM, then SIGKILL.
@@ -41,13 +43,35 @@ class PortTaken(ServiceError):
 _TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 
 
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """Ports the kernel just handed out, held open together so they are distinct. Another process may still take
-    one before our server binds it: servers that fail so raise ``PortTaken``, and ``on_free_ports`` retries."""
-    sockets = [socket.socket() for _ in range(count)]
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range, where it picks the ports of outgoing connections."""
     try:
-        for sock in sockets:
-            sock.bind((host, 0))
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """Distinct ports free now, held open together while chosen. They are drawn at random from below the kernel's
+    ephemeral range, which no outgoing connection is given, so between this call and our server's bind only
+    another chooser can take one: servers that fail so raise ``PortTaken``, and ``on_free_ports`` retries. Where
+    that range leaves no room, the kernel chooses."""
+    below = range(PORTS_FROM, _ephemeral_low())
+    candidates = random.sample(below, min(len(below), 8 * count)) if len(below) >= 1000 else []
+    sockets: list[socket.socket] = []
+    try:
+        for port in candidates:
+            if len(sockets) == count:
+                break
+            sock = socket.socket()
+            sockets.append(sock)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sockets.pop().close()
+        while len(sockets) < count:
+            sockets.append(socket.socket())
+            sockets[-1].bind((host, 0))
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:

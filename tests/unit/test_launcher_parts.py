@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from launcher.output import Output
-from launcher.process import free_ports, http_ok, listens_in_group, port_holder
+from launcher.process import PORTS_FROM, free_ports, http_ok, listens_in_group, port_holder
 from launcher.stopping import Interrupted, StopSignals
 from launcher.versions import Served, pin, policy_versions
 from servables.repository import CONFIG_FILE, read_config
@@ -114,6 +114,17 @@ def test_a_stop_lost_in_a_finaliser_is_raised_again() -> None:
     Closed()  # "Exception ignored in ...": the stop is lost here
     with pytest.raises(Interrupted, match="SIGTERM"):
         signals.check()
+
+
+def test_free_ports_are_distinct_bindable_and_never_an_outgoing_connections() -> None:
+    """Drawn below the kernel's ephemeral range: no client connection on the host can take one before the server
+    binds it (CI saw Triton's metrics port taken so)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = free_ports(16)
+    assert len(set(ports)) == 16 and all(PORTS_FROM <= port < low for port in ports)
+    for port in ports:
+        with contextlib.closing(socket.socket()) as sock:
+            sock.bind(("127.0.0.1", port))
 
 
 def test_a_port_holder_is_named() -> None:
