@@ -1,24 +1,31 @@
-"""The peers a user would pick instead of this project, serving the same ONNX ResNet: two baselines.
+"""The peers a user would pick instead of this project, serving the same ONNX ResNet: three baselines.
 
 - ``fastapi-ort``: a plain FastAPI app running ONNX Runtime in-process, one session, each request decoded with
   OpenCV, preprocessed like ``export.preprocess.reference_preprocess`` and run as a batch of one in FastAPI's
   thread pool: what most tutorials build.
 - ``litserve``: LitServe with batching on (``max_batch_size``, ``batch_timeout``) and a worker process per core:
   requests are decoded and preprocessed one by one, then run through a worker's session as one batch.
+- ``fastapi-triton``: a hand-written FastAPI app in front of the same Triton, what a user who already runs Triton
+  writes instead of this gateway: the raw body as the classify ensemble's ``IMAGE`` through
+  ``tritonclient.grpc.aio``, the top-5 through Triton's classification extension; no header check, limits, request
+  ids, logs, metrics or traces. Its CPU per request is what FastAPI, uvicorn and tritonclient cost on their own.
 
 Each runs at its best documented settings (``BEST``; every one can be overridden on the command line).
 
-Both read the exported ``model.onnx`` and ``labels.txt`` from the model repository, so model, weights and
-pixels equal Triton's; both answer ``POST /v1/classify`` with the top-5 as the gateway does. The FastAPI app
+The first two read the exported ``model.onnx`` and ``labels.txt`` from the model repository, so model, weights and
+pixels equal Triton's; all three answer ``POST /v1/classify`` with the top-5 as the gateway does. The FastAPI app
 takes the JPEG as the raw body; LitServe as a multipart ``file`` (its documented way to upload a file: it
 parses bodies as JSON or forms). Run by ``python -m bench``, or by hand:
-``python -m bench.peers litserve --repository model_repository --model resnet50 --port 8091``.
+``python -m bench.peers litserve --repository model_repository --model resnet50 --port 8091``, or
+``python -m bench.peers fastapi-triton --triton-url 127.0.0.1:8001 --port 8092``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,17 +34,20 @@ import cv2
 import litserve as ls  # type: ignore[import-untyped]  # ships no type information
 import numpy as np
 import onnxruntime as ort
+import tritonclient.grpc.aio as triton
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from tritonclient.utils import InferenceServerException
 
 from export.preprocess import reference_preprocess
-from servables.names import LABELS, PROBABILITIES
+from servables.names import CLASSIFY, IMAGE, LABELS, PROBABILITIES
 
 TOP_K = 5
 FASTAPI_ORT = "fastapi-ort"
 LITSERVE = "litserve"
+FASTAPI_TRITON = "fastapi-triton"
 PATH = "/v1/classify"
 UPLOAD_FIELD = "file"
 
@@ -149,6 +159,42 @@ def create_fastapi_ort_app(repository: Path, model: str, threads: Threads = Thre
     return app
 
 
+def create_fastapi_triton_app(triton_url: str) -> FastAPI:
+    """The hand-written relay: the body as it came to Triton's classify ensemble, its top-5 as JSON."""
+    clients: list[triton.InferenceServerClient] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        clients.append(triton.InferenceServerClient(triton_url))  # a grpc.aio channel belongs to its loop
+        yield
+        await clients.pop().close()
+
+    app = FastAPI(title="FastAPI in front of Triton", lifespan=lifespan)
+
+    @app.post(PATH)
+    async def classify(request: Request) -> JSONResponse:
+        image = np.frombuffer(await request.body(), np.uint8)[np.newaxis]
+        tensor = triton.InferInput(IMAGE, list(image.shape), "UINT8")
+        tensor.set_data_from_numpy(image)
+        wanted = [triton.InferRequestedOutput(PROBABILITIES, class_count=TOP_K)]
+        try:
+            result = await clients[0].infer(CLASSIFY, [tensor], outputs=wanted)
+        except InferenceServerException as exc:
+            status = 422 if "INVALID_ARGUMENT" in (exc.status() or "") else 503
+            return JSONResponse({"error": {"code": "triton", "message": exc.message()}}, status_code=status)
+        predictions = []
+        for entry in result.as_numpy(PROBABILITIES).reshape(-1):
+            score, index, label = entry.decode().split(":", 2)
+            predictions.append({"label": label, "index": int(index), "probability": float(score)})
+        return JSONResponse({"model": CLASSIFY, "predictions": predictions})
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
 class ResNetAPI(ls.LitAPI):
     """LitServe's side: per-request decode and preprocessing, then one session run per batch. Module level,
     because LitServe pickles it into its worker process."""
@@ -187,9 +233,10 @@ class ResNetAPI(ls.LitAPI):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=(FASTAPI_ORT, LITSERVE))
-    parser.add_argument("--repository", type=Path, required=True, help="the exported model repository")
+    parser.add_argument("kind", choices=(FASTAPI_ORT, LITSERVE, FASTAPI_TRITON))
+    parser.add_argument("--repository", type=Path, help="the exported model repository (the ONNX Runtime peers)")
     parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--triton-url", help="Triton's gRPC address, host:port (fastapi-triton)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     tuning = parser.add_argument_group("settings (default: each peer's best here, see BEST)")
@@ -199,6 +246,13 @@ def main(argv: list[str] | None = None) -> None:
     tuning.add_argument("--max-batch-size", type=int, help="LitServe: requests per session run at most")
     tuning.add_argument("--batch-timeout-ms", type=float, help="LitServe: how long a batch waits to fill")
     args = parser.parse_args(argv)
+    if args.kind == FASTAPI_TRITON:
+        if not args.triton_url:
+            parser.error("fastapi-triton relays to a Triton: give --triton-url")
+        uvicorn.run(create_fastapi_triton_app(args.triton_url), host=args.host, port=args.port, log_level="warning")
+        return
+    if args.repository is None:
+        parser.error(f"{args.kind} loads the exported model: give --repository")
     best = BEST[args.kind]
     spinning = {"on": True, "off": False, "default": None}[args.spinning] if args.spinning else best.threads.spinning
     threads = Threads(best.threads.intra_op if args.threads is None else args.threads, spinning)

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bench import peers
 from bench.costs import FEED_INSTANCES, PriceTable, feed_capacity
 from bench.process_cpu import CLIENT, STUB
 from bench.results import Section
 from bench.suite import (
     EDGES_BY_SIZE,
+    FASTAPI_TRITON,
     GRPC_CLASSIFY,
     GRPC_CLASSIFY_PHONE,
     GRPC_NOBATCH,
@@ -36,7 +38,8 @@ from bench.suite import (
 from bench.triton_stats import TritonDelta
 from servables.names import CLASSIFY
 
-PATH_ROLES = ("gateway", "triton")  # and the stubs of the ensemble's steps: the processes a classification passes
+GATEWAY, TRITON = "gateway", "triton"  # with the stubs of the ensemble's steps: the processes a classification passes
+RELAY_PATH = "ImageNet-size, hand-written FastAPI relay"
 CLIENT_BOUND_CORES = 0.8  # the load generator's event loop is one thread: near a core, it is the bottleneck
 
 
@@ -200,9 +203,9 @@ def classify_breakdown(
         "REST - Triton - the gateway's three above",
         lambda c: _sub(_latency(rest, c), server[c], own - steps["decode"]),
     )
-    for role in (CLIENT, *PATH_ROLES, TRITON_STUBS):
+    for role in (CLIENT, GATEWAY, TRITON, TRITON_STUBS):
         row(f"CPU per REST request: {role}", "schedstat, per process", _cpu_of(rest, role))
-    for role in (CLIENT, "triton", TRITON_STUBS):
+    for role in (CLIENT, TRITON, TRITON_STUBS):
         row(f"CPU per gRPC request: {role}", "schedstat, per process", _cpu_of(grpc, role))
 
     findings = []
@@ -254,7 +257,7 @@ def classify_breakdown(
 
 def cache_section(measured: dict[str, Measured], resnet: str) -> Section:
     """Scenario 10 beside scenario 1: latency, the network's hit ratio and CPU per request by process."""
-    roles = ["gateway", "triton", TRITON_STUBS, STUB + resnet]
+    roles = [GATEWAY, TRITON, TRITON_STUBS, STUB + resnet]
     rows: list[list[str | int | float | None]] = []
     findings = []
     for name in (REST_CACHED, REST_CACHE_MISSES, REST_CLASSIFY):
@@ -270,8 +273,8 @@ def cache_section(measured: dict[str, Measured], resnet: str) -> Section:
     if hits is None or plain is None:
         return Section("Response cache", "Not measured.", [], [])
     for c in [lvl.load.concurrency for lvl in hits.scenario.levels]:
-        cached_cpu = _add(*(cpu_ms(hits, c, role) for role in ("gateway", "triton", TRITON_STUBS)))
-        plain_cpu = _add(*(cpu_ms(plain, c, role) for role in ("gateway", "triton", TRITON_STUBS)))
+        cached_cpu = _add(*(cpu_ms(hits, c, role) for role in (GATEWAY, TRITON, TRITON_STUBS)))
+        plain_cpu = _add(*(cpu_ms(plain, c, role) for role in (GATEWAY, TRITON, TRITON_STUBS)))
         if cached_cpu is not None and plain_cpu is not None and _latency(hits, c) is not None:
             findings.append(
                 f"c={c}: a repeated photo took {_f(_latency(hits, c))} ms (without the cache {_f(_latency(plain, c))}) "
@@ -361,16 +364,22 @@ class PathFigures:
 
 
 def path_figures(
-    measured: dict[str, Measured], name: str, label: str, level: int, resnet: str, steps: Sequence[str]
+    measured: dict[str, Measured],
+    name: str,
+    label: str,
+    level: int,
+    resnet: str,
+    steps: Sequence[str],
+    front: str = GATEWAY,
 ) -> PathFigures | None:
-    """The path's figures, every one from its own process in the same window: the gateway, Triton's server process
-    and the stubs of the ensemble's ``steps`` (the network's, ``resnet``, is the one the path feeds); bytes over
-    the whole level, per request it sent."""
+    """The path's figures, every one from its own process in the same window: the process in front of Triton
+    (``front``: the gateway, or the relay peer), Triton's server process and the stubs of the ensemble's ``steps``
+    (the network's, ``resnet``, is the one the path feeds); bytes over the whole level, per request it sent."""
     item = measured.get(name)
     point = item.scenario.at(level) if item else None
     if item is None or point is None or not point.load.requests:
         return None
-    roles = [*PATH_ROLES, *(STUB + step for step in steps)]
+    roles = [front, TRITON, *(STUB + step for step in steps)]
     return PathFigures(
         scenario=name,
         label=label,
@@ -386,14 +395,20 @@ def path_figures(
 def classify_paths(
     measured: dict[str, Measured], levels: Sequence[int], resnet: str, steps: Sequence[str]
 ) -> list[PathFigures]:
-    """REST and gRPC classify, ImageNet-size and phone photos, at each of ``levels`` they were measured at."""
+    """REST and gRPC classify, ImageNet-size and phone photos, and the hand-written relay in front of the same
+    Triton, at each of ``levels`` they were measured at."""
     runs = [
-        (REST_CLASSIFY, "ImageNet-size, REST"),
-        (GRPC_CLASSIFY, "ImageNet-size, gRPC"),
-        (REST_CLASSIFY_PHONE, "phone photo, REST"),
-        (GRPC_CLASSIFY_PHONE, "phone photo, gRPC"),
+        (REST_CLASSIFY, "ImageNet-size, REST", GATEWAY),
+        (GRPC_CLASSIFY, "ImageNet-size, gRPC", GATEWAY),
+        (FASTAPI_TRITON, RELAY_PATH, peers.FASTAPI_TRITON),
+        (REST_CLASSIFY_PHONE, "phone photo, REST", GATEWAY),
+        (GRPC_CLASSIFY_PHONE, "phone photo, gRPC", GATEWAY),
     ]
-    figures = [path_figures(measured, name, label, level, resnet, steps) for name, label in runs for level in levels]
+    figures = [
+        path_figures(measured, name, label, level, resnet, steps, front)
+        for name, label, front in runs
+        for level in levels
+    ]
     return [figure for figure in figures if figure is not None]
 
 

@@ -101,7 +101,9 @@ def _suite_notes(plan: Plan, options: RunOptions, result: SuiteResult, inputs: I
         "gateway / gRPC measures the gateway's own overhead (HTTP, header check, event loop, JSON).",
         "Peers: the FastAPI + ONNX Runtime app and LitServe (bench/peers.py) load the same model.onnx and labels "
         "as Triton, decode with OpenCV at full size and preprocess like export.preprocess.reference_preprocess; "
-        "each at its best documented settings (bench/peers.py BEST), paused outside its own windows.",
+        "each at its best documented settings (bench/peers.py BEST), paused outside its own windows. The third, "
+        "a hand-written FastAPI app in front of the same Triton (tritonclient.grpc.aio, no checks, limits, logs or "
+        "metrics), prices what the gateway's own work costs: its CPU per request beside the gateway's.",
         "REST clients are aiohttp sessions (keep-alive, a connection per concurrent client): httpx spent 1-3.5 ms "
         "of client CPU per request here against aiohttp's 0.2, and the client shares the cores with the servers.",
         f"Gateway: {options.gateway_workers} uvicorn worker(s) as `python -m gateway` runs it (log level info, an "

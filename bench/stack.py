@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.peers import FASTAPI_TRITON
 from launcher.process import LOOPBACK as HOST
 from launcher.process import Service, free_ports
 from launcher.triton import Ports, TritonServer
@@ -49,12 +50,17 @@ class Stack:
 @contextlib.contextmanager
 def running_peer(kind: str, stack: Stack, model: str, workdir: Path, timeout_s: float = 300.0) -> Iterator[Service]:
     """A peer (``bench.peers``) on a free port for the scenarios that measure it, stopped after them: LitServe's
-    worker polls its queue even when idle, which would take CPU from every other scenario on a small machine."""
+    worker polls its queue even when idle, which would take CPU from every other scenario on a small machine. The
+    ONNX Runtime peers load the stack's ``model``; the relay sends to its Triton."""
     (port,) = free_ports(1)
+    serves = (
+        ["--triton-url", stack.triton.grpc_url]
+        if kind == FASTAPI_TRITON
+        else ["--repository", str(stack.repository), "--model", model]
+    )
     peer = Service.http(
         kind,
-        [sys.executable, "-m", "bench.peers", kind, "--repository", str(stack.repository), "--model", model,
-         "--host", HOST, "--port", str(port)],
+        [sys.executable, "-m", "bench.peers", kind, *serves, "--host", HOST, "--port", str(port)],
         workdir / f"{kind}.log",
         f"http://{HOST}:{port}",
         "/health",

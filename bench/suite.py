@@ -44,6 +44,7 @@ REST_CLASSIFY_PHONE = "rest_classify_phone"
 GRPC_CLASSIFY_PHONE = "grpc_classify_phone"
 FASTAPI_ORT_PHONE = "fastapi_ort_phone"
 LITSERVE_PHONE = "litserve_phone"
+FASTAPI_TRITON = "fastapi_triton"  # the hand-written relay in front of the same Triton
 CRUD = "crud"
 CRUD_LOADED = "crud_under_load"
 REST_CACHED = "rest_classify_cached"  # scenario 10: Triton's response cache on, the six photos again and again
@@ -95,7 +96,7 @@ class Plan:
         timing = self.timing
         level_s = timing.warmup_s + timing.window_s + 1
         levels = 5 * len(self.levels) + 2 * len(self.phone_levels)  # scenarios 1-5 and 8
-        levels += 2 * (len(self.levels) + len(self.phone_levels))  # the peers
+        levels += 2 * (len(self.levels) + len(self.phone_levels)) + len(self.levels)  # the peers, the relay
         levels += 2 * len(self.light_levels) + self.edge_sizes - 1 + len(self.largest_edge_levels)
         levels += 2 * len(self.crud_levels)
         alone = 3 * len(self.ort_batches) * (self.ort_seconds + 1)
@@ -227,15 +228,22 @@ class _Meter:
             )
 
     async def peer(
-        self, kind: str, service: Service, runs: Sequence[tuple[str, Sequence[bytes], Sequence[int]]]
+        self,
+        kind: str,
+        service: Service,
+        runs: Sequence[tuple[str, Sequence[bytes], Sequence[int]]],
+        models: Sequence[str] = (),
     ) -> None:
-        """A peer's scenarios (name, JPEGs, levels); its process tree is counted under its own role."""
+        """A peer's scenarios (name, JPEGs, levels); its process tree is counted under its own role, and ``models``
+        are the Triton models it runs (the relay's)."""
         hops = {TO_PEER: Hop(port_of(service.url))}
         for name, jpegs, levels in runs:
             title = f"{_PEER_TITLES[kind]}{' (phone photos)' if jpegs is self.phone else ''}"
             async with sc.HttpClients(service.url, max(levels)) as session:
                 send = _peer_send(kind, session, jpegs)
-                await self.measure(name, title, send, levels, hops=hops, extra_pids={kind: service.pid}, jpegs=jpegs)
+                await self.measure(
+                    name, title, send, levels, models, hops=hops, extra_pids={kind: service.pid}, jpegs=jpegs
+                )
 
 
 def _peer_send(kind: str, session: sc.HttpClients, jpegs: Sequence[bytes]) -> Send:
@@ -282,6 +290,10 @@ _PEER_TITLES = {
         "same model.onnx, raw JPEG body)"
     ),
     peers.LITSERVE: f"peer: LitServe, {peers.BEST[peers.LITSERVE].describe()}, same model.onnx, multipart upload",
+    peers.FASTAPI_TRITON: (
+        "peer: a hand-written FastAPI app in front of the same Triton (tritonclient.grpc.aio, the raw body to the "
+        "classify ensemble; no header check, limits, request ids, logs or metrics)"
+    ),
 }
 
 
@@ -327,6 +339,8 @@ async def run_suite(
         title = "8. gRPC straight to Triton's classify ensemble (phone photos' bytes)"
         send = sc.infer_encoded(triton, CLASSIFY, phone, sc.top_k())
         await meter.measure(GRPC_CLASSIFY_PHONE, title, send, plan.phone_levels, ensemble, hops=grpc, jpegs=phone)
+        with running_peer(peers.FASTAPI_TRITON, stack, models.resnet, workdir) as relay:
+            await meter.peer(peers.FASTAPI_TRITON, relay, [(FASTAPI_TRITON, jpegs, plan.levels)], ensemble)
         with contextlib.ExitStack() as running:
             started = {kind: running.enter_context(running_peer(kind, stack, models.resnet, workdir)) for kind in PEERS}
             with headline.paused([service.pid for service in started.values()]):

@@ -19,6 +19,7 @@ from bench.suite import (
     EDGES_BY_SIZE,
     FASTAPI_ORT,
     FASTAPI_ORT_PHONE,
+    FASTAPI_TRITON,
     GRPC_CLASSIFY,
     GRPC_CLASSIFY_PHONE,
     GRPC_EDGES,
@@ -39,12 +40,12 @@ EDGE_SIZES = [EDGES_BY_SIZE + size for size in ("0.3mp", "2mp", "12mp")]
 PHONE = [REST_CLASSIFY_PHONE, GRPC_CLASSIFY_PHONE, FASTAPI_ORT_PHONE, LITSERVE_PHONE]
 SCENARIOS = [
     REST_CLASSIFY, GRPC_CLASSIFY, GRPC_RESNET, NAIVE, GRPC_NOBATCH, REST_CLASSIFY_PHONE, GRPC_CLASSIFY_PHONE,
-    FASTAPI_ORT, FASTAPI_ORT_PHONE, LITSERVE, LITSERVE_PHONE, REST_EDGES, GRPC_EDGES, *EDGE_SIZES, CRUD, CRUD_LOADED,
-    REST_CACHED, REST_CACHE_MISSES,
+    FASTAPI_TRITON, FASTAPI_ORT, FASTAPI_ORT_PHONE, LITSERVE, LITSERVE_PHONE, REST_EDGES, GRPC_EDGES, *EDGE_SIZES,
+    CRUD, CRUD_LOADED, REST_CACHED, REST_CACHE_MISSES,
 ]  # fmt: skip
 THROUGH_TRITON = {
-    REST_CLASSIFY, GRPC_CLASSIFY, GRPC_RESNET, GRPC_NOBATCH, REST_CLASSIFY_PHONE, GRPC_CLASSIFY_PHONE, REST_EDGES,
-    GRPC_EDGES, *EDGE_SIZES, CRUD_LOADED, REST_CACHED, REST_CACHE_MISSES,
+    REST_CLASSIFY, GRPC_CLASSIFY, GRPC_RESNET, GRPC_NOBATCH, REST_CLASSIFY_PHONE, GRPC_CLASSIFY_PHONE, FASTAPI_TRITON,
+    REST_EDGES, GRPC_EDGES, *EDGE_SIZES, CRUD_LOADED, REST_CACHED, REST_CACHE_MISSES,
 }  # fmt: skip
 
 
@@ -92,7 +93,7 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     ratios = {(ratio["numerator"], ratio["denominator"], ratio["concurrency"]): ratio for ratio in document["ratios"]}
     assert ratios[(REST_CLASSIFY, GRPC_CLASSIFY, 4)]["at_least"] is None  # the goals' interleaved rounds decide it
     assert ratios[(REST_CLASSIFY, NAIVE, 4)]["at_least"] == 1.5
-    assert {(GRPC_RESNET, GRPC_NOBATCH, 1), (CRUD_LOADED, CRUD, 4)} <= set(ratios)
+    assert {(GRPC_RESNET, GRPC_NOBATCH, 1), (CRUD_LOADED, CRUD, 4), (REST_CLASSIFY, FASTAPI_TRITON, 4)} <= set(ratios)
     found = {goal["label"]: goal for goal in document["goals"]}
     for label in (
         "path CPU per classification, ImageNet-size (REST, c=1)",
@@ -129,13 +130,20 @@ def test_quick_run_measures_every_scenario(test_repository: Path, tmp_path: Path
     )
     assert 2e6 < upload < 4e6 and upload < to_gateway < upload + 2000 and upload < to_triton < upload + 2000
     assert rows[("phone photo, gRPC", 1)][header.index("bytes ->Triton")] == pytest.approx(upload, rel=0.01)
+    # The relay's own process beside the gateway's, and the gateway's CPU goal quotes it.
+    relay = rows[("ImageNet-size, hand-written FastAPI relay", 1)]
+    assert relay[header.index("fastapi-triton")] > 0 and relay[header.index("gateway")] is None
+    gateway_cpu = found["the gateway's own CPU per ImageNet-size classification (REST, c=1)"]["detail"]
+    assert "hand-written FastAPI relay to the same Triton: " in gateway_cpu
     assert feed["rows"] and {row[1] for row in feed["rows"]} == {"g6.xlarge", "g5.xlarge", "g6.2xlarge", "g5.2xlarge"}
     assert profile["title"].startswith("Where the time goes") and profile["findings"]
     decode = next(row for row in profile["rows"] if row[0].startswith("Triton's reduced-scale decode"))
     assert 0 < decode[1] < 100  # milliseconds per ImageNet-size JPEG
     assert [(row[0], row[2]) for row in edges["rows"]] == [("0.3mp", 1), ("2mp", 1), ("12mp", 1), ("12mp", 4)]
     assert {row[0] for row in cpu["rows"]} == set(SCENARIOS)
-    assert {"fastapi-ort", "litserve", "stub resnet18", "stub decode_reduced_then_preprocess"} <= set(cpu["header"])
+    assert {"fastapi-ort", "litserve", "fastapi-triton", "stub resnet18", "stub decode_reduced_then_preprocess"} <= set(
+        cpu["header"]
+    )
     fused = next(row for row in profile["rows"] if row[0] == "of which: decode_reduced_then_preprocess queue + compute")
     assert fused[1] > 0  # the served steps' own figures
 

@@ -8,7 +8,7 @@ from bench.goals import goals, ratios
 from bench.headline import GRPC, ORT_ALONE, OURS, Repeats
 from bench.loadgen import LevelResult
 from bench.ort_alone import Point
-from bench.profile import PathFigures
+from bench.profile import RELAY_PATH, PathFigures
 from bench.results import Level, Scenario
 from bench.stats import LatencySummary
 from bench.suite import (
@@ -16,6 +16,7 @@ from bench.suite import (
     CRUD_LOADED,
     FASTAPI_ORT,
     FASTAPI_ORT_PHONE,
+    FASTAPI_TRITON,
     GRPC_CLASSIFY,
     GRPC_NOBATCH,
     GRPC_RESNET,
@@ -120,6 +121,11 @@ def test_path_goals_leave_the_networks_process_out_and_compare_bytes_on_the_wire
     assert "stub decode_reduced 70.0" in large.detail and "network's is the 60.0" in large.detail  # the miss's profile
     gateway = found["the gateway's own CPU per ImageNet-size classification (REST, c=1)"]
     assert (gateway.value, gateway.met) == (1.5, True)
+    assert gateway.detail == "schedstat of the gateway process"  # no relay measured
+    relay = PathFigures(FASTAPI_TRITON, RELAY_PATH, 1, {"fastapi-triton": 1.25, "triton": 0.5}, None, {}, None, None)
+    found = {goal.label: goal for goal in goals([*SCENARIOS, phone, *peers], 16, "cpu", [*paths, relay])}
+    gateway = found["the gateway's own CPU per ImageNet-size classification (REST, c=1)"]
+    assert gateway.detail.endswith("a hand-written FastAPI relay to the same Triton: 1.25")
     forwarded = found["bytes gateway->Triton per request, the upload's once, ImageNet-size"]
     assert (forwarded.value, forwarded.met) == (pytest.approx(61_040 / 61_000), True)
     assert found["bytes gateway->Triton per request, the upload's once, phone photo"].met is False
