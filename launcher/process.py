@@ -198,11 +198,20 @@ class _Watchdog:
 
         return register
 
-    def forget(self, group: int) -> None:
+    def delete_if_orphaned(self, pattern: str) -> None:
+        """Have the watchdog delete what matches ``pattern`` (an absolute glob) should this process die before it
+        forgets it: what a server leaves behind that its owner removes on stopping it."""
+        fd = self.fd()
+        with contextlib.suppress(OSError):  # no watchdog (it was killed): nothing else to do
+            os.write(fd, b"+%s\n" % os.fsencode(pattern))
+
+    def forget(self, entry: int | str) -> None:
+        """A group stopped, or a pattern its owner has deleted itself."""
+        line = b"-%d\n" % entry if isinstance(entry, int) else b"-%s\n" % os.fsencode(entry)
         with self._lock:
             if self._fd is not None and self._owner == os.getpid():
                 with contextlib.suppress(OSError):
-                    os.write(self._fd, b"-%d\n" % group)
+                    os.write(self._fd, line)
 
 
 WATCHDOG = _Watchdog()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.process import Service, ServiceError, http_ok, taken_ports
+from launcher.process import WATCHDOG, Service, ServiceError, http_ok, taken_ports
 from launcher.versions import pin
 from servables.repository import CONFIG_FILE
 from servables.runtime import MissingModelFile, materialise, refresh
@@ -198,6 +198,8 @@ class TritonServer:
             raise TritonError(f"{', '.join(taken)} already in use on {self.address}")
         install = find_install(self.cache)
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-runtime-"))
+        for leftover in self._leftovers():  # what stop() removes, removed by the watchdog should we die first
+            WATCHDOG.delete_if_orphaned(leftover)
         python_env = sys.prefix if sys.prefix != sys.base_prefix else None
         self._runtime = {
             "native_onnxruntime": install.has_onnxruntime,
@@ -278,8 +280,14 @@ class TritonServer:
             region.unlink(missing_ok=True)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+            for leftover in self._leftovers():
+                WATCHDOG.forget(leftover)
             self._workdir = None
         return code
+
+    def _leftovers(self) -> list[str]:
+        """What a stopped Triton leaves: its stubs' shared-memory regions and this start's runtime repository."""
+        return [f"{SHARED_MEMORY}/{self._shm_prefix}*", str(self._workdir)]
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -1,10 +1,10 @@
 """``make serve`` stops, whatever stops it: run through a pipe as ``make serve 2>&1 | tee serve.log`` is, then ended
 by SIGTERM (``kill``, ``timeout``), or by its pipe's reader going away. Each time no process of the stack is left
 and every port is free again within 10 s. Killed outright, its watchdog stops the servers it started, and their
-children (as a Triton's stubs are). (Ctrl-C to the pipeline's process group, while a restart waits on a wedged
-Triton, is in test_launcher_supervision.py.) These
-stacks log as JSON (``--log-format json``), what log pipelines read: every line of the launcher's and the
-gateway's logs is an object, the gateway's with its request id.
+children (as a Triton's stubs are), and deletes what Triton leaves (its stubs' shared memory, its runtime copy).
+(Ctrl-C to the pipeline's process group, while a restart waits on a wedged Triton, is in
+test_launcher_supervision.py.) These stacks log as JSON (``--log-format json``), what log pipelines read: every line
+of the launcher's and the gateway's logs is an object, the gateway's with its request id.
 """
 
 from __future__ import annotations
@@ -113,3 +113,37 @@ def test_a_killed_parent_leaves_no_server(tmp_path: Path) -> None:
         time.monotonic() - started,
         STACK_STOPPED,
     )
+
+
+def test_a_killed_launcher_leaves_no_shared_memory(tmp_path: Path) -> None:
+    """SIGKILL to every process of the stack but the watchdog (the launcher, the gateway, Triton and its stubs, as
+    the out-of-memory killer may take them): nobody is left to delete the stubs' regions in /dev/shm, which nothing
+    would ever free, or Triton's runtime copy of the repository; the launcher's watchdog deletes both. (Stopped by
+    a signal they can handle, the stubs delete their own regions.)"""
+    launched = launch(tmp_path, "{launcher}")
+    try:
+        launched.wait_ready()
+        arguments = Path(f"/proc/{launched.triton_pid()}/cmdline").read_bytes().decode().split("\0")
+        prefix = next(a.rpartition("=")[2] for a in arguments if "shm-region-prefix-name=" in a)
+        runtime = Path(next(a.partition("=")[2] for a in arguments if a.startswith("--model-repository=")))
+        regions = Path("/dev/shm").glob(f"{prefix}*")
+        assert list(regions) and runtime.is_dir(), (prefix, runtime)
+        tree = launched.tree()
+        for pid in tree - {_watchdog(tree)}:  # the shell is the launcher: bash runs a lone command in its place
+            os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        launched.wait_gone(tree, STOPPED_WITHIN_S)
+        while list(Path("/dev/shm").glob(f"{prefix}*")) or runtime.exists():
+            assert time.monotonic() - started < STOPPED_WITHIN_S, (list(Path("/dev/shm").glob(f"{prefix}*")), runtime)
+            time.sleep(0.05)
+        hold(
+            "22.1 the stack killed but its watchdog: Triton's shared memory and runtime copy deleted",
+            time.monotonic() - started,
+            STACK_STOPPED,
+        )
+    finally:
+        launched.kill()
+
+
+def _watchdog(pids: set[int]) -> int:
+    return next(pid for pid in pids if b"watchdog.py" in Path(f"/proc/{pid}/cmdline").read_bytes())
