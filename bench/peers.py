@@ -42,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from tritonclient.utils import InferenceServerException
 
 from export.preprocess import reference_preprocess
+from servables.classification import parse_predictions
 from servables.names import CLASSIFY, IMAGE, LABELS, PROBABILITIES
 
 TOP_K = 5
@@ -182,10 +183,7 @@ def create_fastapi_triton_app(triton_url: str) -> FastAPI:
         except InferenceServerException as exc:
             status = 422 if "INVALID_ARGUMENT" in (exc.status() or "") else 503
             return JSONResponse({"error": {"code": "triton", "message": exc.message()}}, status_code=status)
-        predictions = []
-        for entry in result.as_numpy(PROBABILITIES).reshape(-1):
-            score, index, label = entry.decode().split(":", 2)
-            predictions.append({"label": label, "index": int(index), "probability": float(score)})
+        predictions = [vars(p) for p in parse_predictions(result.as_numpy(PROBABILITIES).reshape(-1))]
         return JSONResponse({"model": CLASSIFY, "predictions": predictions})
 
     @app.get("/health")

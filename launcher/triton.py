@@ -23,6 +23,7 @@ from typing import Any
 
 from launcher.process import WATCHDOG, Service, ServiceError, http_ok, taken_ports
 from launcher.versions import pin
+from launcher.watchdog import delete
 from servables.repository import CONFIG_FILE
 from servables.runtime import MissingModelFile, materialise, refresh
 
@@ -276,11 +277,9 @@ class TritonServer:
         """SIGTERM, then wait ``timeout_s`` (default: Triton's own exit timeout plus slack) before SIGKILL; returns
         the exit code. A Triton with a dead stub never finishes its graceful stop: restart it with a short one."""
         code = self.service.stop(self.exit_timeout_s + 5 if timeout_s is None else timeout_s) if self.service else None
-        for region in SHARED_MEMORY.glob(f"{self._shm_prefix}*"):
-            region.unlink(missing_ok=True)
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._workdir is not None:  # started: what it leaves, deleted here rather than by the watchdog
             for leftover in self._leftovers():
+                delete(leftover)
                 WATCHDOG.forget(leftover)
             self._workdir = None
         return code

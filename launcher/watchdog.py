@@ -40,7 +40,8 @@ def _signal(groups: set[int], signum: int) -> None:
             os.killpg(group, signum)
 
 
-def _delete(pattern: str) -> None:
+def delete(pattern: str) -> None:
+    """Every file or directory that matches ``pattern``, as far as it can be deleted."""
     for path in glob.glob(pattern):
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
@@ -67,7 +68,7 @@ def main() -> int:
         groups = {group for group in groups if _alive(group)}
     _signal(groups, signal.SIGKILL)
     for pattern in leftovers:
-        _delete(pattern)
+        delete(pattern)
     return 0
 
 
